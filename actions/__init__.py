@@ -1,0 +1,1 @@
+"""The example app's handlers; each module sits next to the manifest that names it."""

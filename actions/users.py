@@ -1,0 +1,57 @@
+"""Users CRUD: the handlers named by actions/users.yaml."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actions_server import Context, NotFound
+
+
+async def create_user(input: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    # A duplicate email violates users_email_key; the framework answers 409.
+    [user] = await ctx.db.table("users").insert(
+        {"email": input["email"].lower(), "name": input["name"]}
+    )
+    ctx.logger.info("user created", user_id=str(user["id"]))
+    return {"user": user}
+
+
+async def get_user(input: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    user = await ctx.db.table("users").eq("id", input["id"]).single()
+    if user is None:
+        raise NotFound(f"no user with id {input['id']}")
+    return {"user": user}
+
+
+async def update_user(input: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    changes = {k: v for k, v in input.items() if k in ("email", "name")}
+    if "email" in changes:
+        changes["email"] = changes["email"].lower()
+    rows = (
+        await ctx.db.table("users").eq("id", input["id"]).update({**changes, "updated_at": "now"})
+    )
+    if not rows:
+        raise NotFound(f"no user with id {input['id']}")
+    return {"user": rows[0]}
+
+
+async def delete_user(input: dict[str, Any], ctx: Context) -> None:
+    rows = await ctx.db.table("users").eq("id", input["id"]).delete().returning("id")
+    if not rows:
+        raise NotFound(f"no user with id {input['id']}")
+
+
+async def list_users(input: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    users = ctx.db.table("users")
+    page = (
+        await users.order("created_at", desc=True)
+        .order("id")
+        .limit(input["limit"])
+        .offset(input["offset"])
+    )
+    return {
+        "users": page,
+        "total": await users.count(),
+        "limit": input["limit"],
+        "offset": input["offset"],
+    }

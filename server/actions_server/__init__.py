@@ -1,0 +1,42 @@
+"""actions-server: a declarative, YAML-driven action server.
+
+Handlers import what they need from here: the errors they may raise and the
+types of `ctx`.
+"""
+
+from .context import Context, RunInfo, RunLogger
+from .db.query import QueryError
+from .db.session import DbSession, TableQuery
+from .errors import (
+    ActionError,
+    ActionsServerError,
+    BadRequest,
+    Conflict,
+    ErrorDetail,
+    Forbidden,
+    LoadError,
+    NotFound,
+    Problem,
+    TooManyRequests,
+    Unauthorized,
+)
+
+__all__ = [
+    "ActionError",
+    "ActionsServerError",
+    "BadRequest",
+    "Conflict",
+    "Context",
+    "DbSession",
+    "ErrorDetail",
+    "Forbidden",
+    "LoadError",
+    "NotFound",
+    "Problem",
+    "QueryError",
+    "RunInfo",
+    "RunLogger",
+    "TableQuery",
+    "TooManyRequests",
+    "Unauthorized",
+]

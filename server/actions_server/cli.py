@@ -1,0 +1,197 @@
+"""The `actions-server` command line.
+
+Every command takes the config file first. Errors a user can fix (problems in
+the config or manifests, a database that cannot be reached, a failing
+migration) print what is wrong and exit 1 without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .config import Config, load_config
+from .errors import ActionError, ActionsServerError, LoadError
+from .http.errors import error_body
+from .jsonutil import dumps_pretty, loads
+from .logs import configure_logging
+from .manifests.loader import manifest_schema
+from .registry import Registry, load_registry
+from .serving import ServeOptions, run_loop, serve
+
+T = TypeVar("T")
+
+config_argument = click.argument(
+    "config_file", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path)
+)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn errors a user can fix into a message and exit code 1."""
+    try:
+        yield
+    except LoadError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        count = len(exc.problems)
+        click.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+        sys.exit(1)
+    except ActionError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    except ActionsServerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def _load(config_file: Path) -> tuple[Config, Registry]:
+    config = load_config(config_file)
+    configure_logging(config.logging.level, config.logging.format)
+    return config, load_registry(config)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="actions-server")
+def main() -> None:
+    """A declarative, YAML-driven action server."""
+
+
+@main.command("serve")
+@config_argument
+@click.option("--host", help="Interface to listen on (default: server.host).")
+@click.option("--port", type=int, help="Port to listen on (default: server.port).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes sharing the port (SO_REUSEPORT).",
+)
+@click.option("--no-migrate", is_flag=True, help="Do not apply the app's pending migrations.")
+def serve_command(
+    config_file: Path, host: str | None, port: int | None, workers: int, no_migrate: bool
+) -> None:
+    """Serve the app over HTTP."""
+    from .runtime import resolve_dsn
+
+    with user_errors():
+        config, _ = _load(config_file)  # fail before starting anything
+        options = ServeOptions(
+            host=host or config.server.host,
+            port=config.server.port if port is None else port,
+            workers=workers,
+            migrate_app=not no_migrate,
+        )
+        sys.exit(serve(config, resolve_dsn(config), options))
+
+
+@main.command("validate")
+@config_argument
+def validate_command(config_file: Path) -> None:
+    """Check the config and every manifest; list every problem (exit 1 if any)."""
+    with user_errors():
+        config, registry = _load(config_file)
+        counts = f"{len(registry.actions)} actions in {len(registry.modules)} modules"
+        click.echo(f"ok: {config.app}: {counts}, {len(registry.routes)} routes")
+
+
+@main.command("routes")
+@config_argument
+def routes_command(config_file: Path) -> None:
+    """Print every HTTP route: method, path, action, guards."""
+    with user_errors():
+        _, registry = _load(config_file)
+    rows = [("METHOD", "PATH", "ACTION", "GUARDS")]
+    for route in sorted(registry.routes, key=lambda r: (r.path.openapi, r.method)):
+        guards = ", ".join(str(g) for g in route.action.guards) or "-"
+        rows.append((route.method, route.path.openapi, route.action.name, guards))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
+        )
+
+
+@main.command("call")
+@config_argument
+@click.argument("action")
+@click.option(
+    "--input",
+    "input_text",
+    default="{}",
+    show_default=True,
+    help="The input as JSON; '-' reads stdin, '@FILE' reads a file.",
+)
+@click.option("--no-migrate", is_flag=True, help="Do not apply the app's pending migrations.")
+def call_command(config_file: Path, action: str, input_text: str, no_migrate: bool) -> None:
+    """Run ACTION once without HTTP and print its output as JSON."""
+    from .runtime import open_runtime, resolve_dsn
+
+    with user_errors():
+        config, registry = _load(config_file)
+        spec = registry.action(action)
+        if spec is None:
+            raise click.BadParameter(f"no action named {action!r}", param_hint="ACTION")
+        payload = _parse_input(input_text)
+
+        async def call() -> Any:
+            async with open_runtime(
+                config, registry, dsn=resolve_dsn(config), migrate_app=not no_migrate
+            ) as rt:
+                return await rt.executor.run(spec, payload, trigger="cli")
+
+        try:
+            output = run_loop(call())
+        except ActionError as exc:
+            click.echo(dumps_pretty(error_body(exc, "cli")), err=True)
+            sys.exit(1)
+    click.echo(dumps_pretty(output))
+
+
+def _parse_input(text: str) -> Any:
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        text = Path(text[1:]).read_text(encoding="utf-8")
+    try:
+        return loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--input") from None
+
+
+@main.command("migrate")
+@config_argument
+def migrate_command(config_file: Path) -> None:
+    """Apply the app's pending migrations (migrations/*.sql, in file-name order)."""
+    from .db.migrate import apply_migrations
+    from .runtime import resolve_dsn
+
+    with user_errors():
+        config = load_config(config_file)
+        configure_logging(config.logging.level, config.logging.format)
+        applied = run_loop(apply_migrations(resolve_dsn(config), config.migrations))
+    app_applied = [name.split(":", 1)[1] for name in applied if name.startswith("app:")]
+    for name in app_applied:
+        click.echo(f"applied {name}")
+    if not app_applied:
+        click.echo("nothing to apply: the database is up to date")
+
+
+@main.command("schema")
+@click.argument("which", type=click.Choice(["manifest", "config"]), default="manifest")
+def schema_command(which: str) -> None:
+    """Print the JSON Schema of manifests or of config.yaml (for editors)."""
+    from .config import config_schema
+
+    schema: Callable[[], dict[str, Any]] = manifest_schema if which == "manifest" else config_schema
+    click.echo(dumps_pretty(schema()))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

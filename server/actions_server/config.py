@@ -1,0 +1,300 @@
+"""config.yaml → a frozen `Config`.
+
+Loading is three pure steps over a parsed document: interpolate `${VAR}` and
+`${VAR:-default}` from the environment (a value that is exactly one reference
+takes the type the config schema asks for, so `port: ${PORT:-8080}` is an
+integer), validate against the config's JSON Schema (`schemas/config.schema.yaml`),
+then build the dataclasses below with their defaults. Every problem found on the
+way is reported with the file and line; none stops the search for the next.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+
+from . import sourcemap
+from .coercion import coerce_to_schema, resolve_local_ref
+from .errors import LoadError, Problem
+from .sourcemap import JsonPath, SourceDoc, SourceError, schema_problems
+
+EMBEDDED = "embedded"
+STATE_DIR = ".actions-server"
+
+_REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 10 * 1024 * 1024
+    shutdown_grace_seconds: float = 30.0
+    access_log: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolConfig:
+    min: int = 1
+    max: int = 10
+    acquire_timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatabaseConfig:
+    url: str = EMBEDDED
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    statement_timeout_seconds: float | None = None
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.url == EMBEDDED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingConfig:
+    level: str = "info"
+    format: str = "pretty"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DashboardConfig:
+    enabled: bool = True
+    path: str = "/_dashboard"
+    permission: str = "dashboard:view"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole, validated configuration. Paths are absolute."""
+
+    app: str
+    file: Path
+    root: Path
+    actions: tuple[str, ...] = ("actions/",)
+    schemas: Path | None = None
+    migrations: Path | None = None
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    # Sections whose features land later are kept as validated mappings.
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    lines: Mapping[JsonPath, int] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def state_dir(self) -> Path:
+        """`.actions-server/` next to the config: embedded database, local files."""
+        return self.root / STATE_DIR
+
+    @property
+    def timezone(self) -> str:
+        """The scheduler's default time zone for cron triggers."""
+        return str(self.sections.get("scheduler", {}).get("timezone", "UTC"))
+
+    def problem(self, path: JsonPath, message: str) -> Problem:
+        """A problem in the config file, at the line of `path`."""
+        doc = SourceDoc(file=self.relative(self.file), data=None, lines=self.lines)
+        return doc.problem(path, message)
+
+    def relative(self, path: Path) -> str:
+        """A path as shown to users: relative to the config's folder when inside it."""
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+
+# --- interpolation -----------------------------------------------------------
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
+    """Replace `${VAR}`, `${VAR:-default}` and `$$` in one string.
+
+    Returns the new string and the list of what is wrong with it, if anything.
+    """
+    errors: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        whole = match.group(0)
+        if whole == "$$":
+            return "$"
+        inner = match.group(1)
+        if inner is None:
+            errors.append("unclosed '${' (write '$$' for a literal '$')")
+            return whole
+        name, has_default, default = inner.partition(":-")
+        if not _NAME.match(name):
+            errors.append(f"bad variable reference ${{{inner}}}: {name!r} is not a variable name")
+            return whole
+        value = env.get(name)
+        if value is not None and (value != "" or not has_default):
+            return value
+        if has_default:
+            return default
+        errors.append(
+            f"environment variable {name} is not set (give a default with ${{{name}:-value}})"
+        )
+        return whole
+
+    return _REFERENCE.sub(replace, text), errors
+
+
+def _interpolate_tree(
+    data: Any, path: JsonPath, env: Mapping[str, str], found: list[tuple[JsonPath, str]]
+) -> tuple[Any, list[tuple[JsonPath, str]]]:
+    """Interpolate every string in `data`; collect (path, error) pairs in `found`.
+
+    Returns the new tree and the paths whose whole value was one reference.
+    """
+    whole_refs: list[tuple[JsonPath, str]] = []
+    if isinstance(data, str):
+        if "$" not in data:
+            return data, whole_refs
+        result, errors = interpolate(data, env)
+        found.extend((path, e) for e in errors)
+        if not errors and re.fullmatch(r"\$\{[^}]*\}", data):
+            whole_refs.append((path, result))
+        return result, whole_refs
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out[key], refs = _interpolate_tree(value, (*path, key), env, found)
+            whole_refs.extend(refs)
+        return out, whole_refs
+    if isinstance(data, list):
+        items: list[Any] = []
+        for i, value in enumerate(data):
+            item, refs = _interpolate_tree(value, (*path, i), env, found)
+            items.append(item)
+            whole_refs.extend(refs)
+        return items, whole_refs
+    return data, whole_refs
+
+
+# --- schema ------------------------------------------------------------------
+
+
+@cache
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of config.yaml (also printed by `actions-server schema`)."""
+    path = Path(__file__).parent / "schemas" / "config.schema.yaml"
+    schema: dict[str, Any] = sourcemap.parse_file(path).data
+    return schema
+
+
+@cache
+def _config_validator() -> jsonschema_rs.Validator:
+    return jsonschema_rs.validator_for(config_schema())
+
+
+def _schema_at(path: JsonPath) -> Any:
+    """The sub-schema describing the value at `path`, or None."""
+    root = config_schema()
+    schema: Any = root
+    for part in path:
+        schema = resolve_local_ref(schema, root)
+        if not isinstance(schema, Mapping):
+            return None
+        if isinstance(part, int):
+            schema = schema.get("items")
+        else:
+            props = schema.get("properties") or {}
+            schema = props.get(part, schema.get("additionalProperties"))
+    return schema if isinstance(schema, Mapping) else None
+
+
+def _set_at(data: Any, path: JsonPath, value: Any) -> None:
+    target = data
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+
+
+# --- building ----------------------------------------------------------------
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate, validate and build the config; raise LoadError listing every problem."""
+    file = Path(path).resolve()
+    shown = str(path)
+    try:
+        doc = sourcemap.parse_file(file, shown_as=shown)
+    except SourceError as exc:
+        raise LoadError([exc.problem]) from None
+    if doc.data is None:
+        doc = SourceDoc(file=shown, data={}, lines={})
+    return config_from_doc(doc, file, os.environ if env is None else env)
+
+
+def config_from_doc(doc: SourceDoc, file: Path, env: Mapping[str, str]) -> Config:
+    problems: list[Problem] = []
+    errors: list[tuple[JsonPath, str]] = []
+    data, whole_refs = _interpolate_tree(doc.data, (), env, errors)
+    problems.extend(
+        doc.problem(path, f"{sourcemap.format_path(path)}: {msg}") for path, msg in errors
+    )
+    for ref_path, value in whole_refs:
+        schema = _schema_at(ref_path)
+        if schema is not None:
+            _set_at(data, ref_path, coerce_to_schema(value, schema, config_schema()))
+    if not isinstance(data, dict):
+        problems.append(doc.problem((), "the config must be a mapping of keys to values"))
+        raise LoadError(problems)
+    problems.extend(schema_problems(doc, data, _config_validator()))
+    pool = data.get("database", {}).get("pool", {})
+    if pool.get("min", 1) > pool.get("max", 10):
+        problems.append(
+            doc.problem(("database", "pool", "min"), "database.pool.min is larger than max")
+        )
+    if problems:
+        raise LoadError(problems)
+    return _build(data, file, doc.lines)
+
+
+def _build(data: dict[str, Any], file: Path, lines: Mapping[JsonPath, int]) -> Config:
+    root = file.parent
+
+    def folder(key: str, default: str) -> Path | None:
+        value = data.get(key, default)
+        return None if value is None else (root / value).resolve()
+
+    server = data.get("server", {})
+    database = data.get("database", {})
+    pool = database.get("pool", {})
+    typed = {
+        "app",
+        "actions",
+        "schemas",
+        "migrations",
+        "server",
+        "database",
+        "logging",
+        "dashboard",
+    }
+    return Config(
+        app=data["app"],
+        file=file,
+        root=root,
+        actions=tuple(data.get("actions", ["actions/"])),
+        schemas=folder("schemas", "schemas/"),
+        migrations=folder("migrations", "migrations/"),
+        server=ServerConfig(**server),
+        database=DatabaseConfig(
+            url=database.get("url", EMBEDDED),
+            pool=PoolConfig(**pool),
+            statement_timeout_seconds=database.get("statement_timeout_seconds"),
+        ),
+        logging=LoggingConfig(**data.get("logging", {})),
+        dashboard=DashboardConfig(**data.get("dashboard", {})),
+        sections={k: v for k, v in data.items() if k not in typed and isinstance(v, dict)},
+        lines=lines,
+    )

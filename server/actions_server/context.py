@@ -1,0 +1,89 @@
+"""`ctx`, the second argument of every handler, and its small facades.
+
+A Context is built per run and is cheap: `db` is a session that opens no
+connection until used, and `logger` is made on first access.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from .db.session import DbSession
+
+_action_log = logging.getLogger("actions_server.action")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunInfo:
+    """`ctx.run`: which run this is, for logs and idempotency."""
+
+    id: str
+    trace_id: str
+    action: str
+    trigger: str  # api, cli, event, job, cron
+    attempt: int = 1
+    job_id: str | None = None
+    parent_id: str | None = None
+
+
+class RunLogger:
+    """`ctx.logger`: structured log lines tagged with the action and trace id."""
+
+    __slots__ = ("_extra",)
+
+    def __init__(self, run: RunInfo) -> None:
+        self._extra = {
+            "action": run.action,
+            "trace_id": run.trace_id,
+            "run_id": run.id,
+            "job_id": run.job_id,
+            "attempt": run.attempt if run.job_id else None,
+        }
+
+    def _log(
+        self, level: int, message: str, fields: dict[str, Any], exc_info: bool = False
+    ) -> None:
+        if _action_log.isEnabledFor(level):
+            _action_log.log(
+                level, message, extra={**self._extra, "fields": fields}, exc_info=exc_info
+            )
+
+    def debug(self, message: str, **fields: Any) -> None:
+        self._log(logging.DEBUG, message, fields)
+
+    def info(self, message: str, **fields: Any) -> None:
+        self._log(logging.INFO, message, fields)
+
+    def warning(self, message: str, **fields: Any) -> None:
+        self._log(logging.WARNING, message, fields)
+
+    warn = warning
+
+    def error(self, message: str, **fields: Any) -> None:
+        self._log(logging.ERROR, message, fields)
+
+    def exception(self, message: str, **fields: Any) -> None:
+        """An error line with the exception being handled."""
+        self._log(logging.ERROR, message, fields, exc_info=True)
+
+
+class Context:
+    """What a handler can reach: `db`, `logger`, `run` (more arrive with their features)."""
+
+    __slots__ = ("_logger", "db", "run")
+
+    def __init__(self, *, db: DbSession, run: RunInfo) -> None:
+        self.db = db
+        self.run = run
+        self._logger: RunLogger | None = None
+
+    @property
+    def logger(self) -> RunLogger:
+        if self._logger is None:
+            self._logger = RunLogger(self.run)
+        return self._logger
+
+    def __repr__(self) -> str:
+        return f"<Context action={self.run.action!r} run={self.run.id}>"

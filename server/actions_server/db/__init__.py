@@ -1,0 +1,1 @@
+"""PostgreSQL: the pool, ctx.db's query builder and session, migrations, the embedded server."""

@@ -1,0 +1,118 @@
+"""Migrations: actions-server's own schema, then the app's `migrations/*.sql`.
+
+Each file is applied once, in file-name order, in its own transaction, and
+recorded in `actions_server.migrations` with a SHA-256 of its text. A file
+changed after it was applied is an error (write a new migration instead).
+Instances starting together serialise on an advisory lock, so each file runs
+exactly once however many processes start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from ..errors import ActionsServerError
+
+log = logging.getLogger("actions_server.migrate")
+
+FRAMEWORK_SQL = Path(__file__).parent / "sql"
+# pg_advisory_lock key: the first 8 bytes of sha256("actions_server.migrate").
+_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"actions_server.migrate").digest()[:8], "big", signed=True
+)
+
+_BOOTSTRAP = """
+CREATE SCHEMA IF NOT EXISTS actions_server;
+CREATE TABLE IF NOT EXISTS actions_server.migrations (
+    scope text NOT NULL,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (scope, name)
+);
+"""
+
+
+class MigrationError(ActionsServerError):
+    """A migration failed or was edited after it was applied."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Migration:
+    scope: str
+    name: str
+    path: Path
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def discover(folder: Path | None, scope: str) -> list[Migration]:
+    if folder is None or not folder.is_dir():
+        return []
+    return [
+        Migration(scope=scope, name=p.name, path=p, sql=p.read_text(encoding="utf-8"))
+        for p in sorted(folder.glob("*.sql"))
+    ]
+
+
+def _line_of(sql: str, position: int | None) -> str:
+    if not position:
+        return ""
+    return f" (line {sql.count(chr(10), 0, position - 1) + 1})"
+
+
+async def apply_migrations(dsn: str, app_folder: Path | None) -> list[str]:
+    """Bring the framework schema and the app's migrations up to date; the names applied."""
+    pending = discover(FRAMEWORK_SQL, "framework") + discover(app_folder, "app")
+    applied_now: list[str] = []
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            await conn.execute(_BOOTSTRAP)
+            cursor = await conn.execute(
+                "SELECT scope, name, checksum FROM actions_server.migrations"
+            )
+            done = {(scope, name): checksum for scope, name, checksum in await cursor.fetchall()}
+            for migration in pending:
+                recorded = done.get((migration.scope, migration.name))
+                if recorded is not None:
+                    if recorded != migration.checksum:
+                        raise MigrationError(
+                            f"migration {migration.path} was changed after it was applied "
+                            "(its checksum differs); put the change in a new migration file"
+                        )
+                    continue
+                await _apply(conn, migration)
+                applied_now.append(f"{migration.scope}:{migration.name}")
+                if migration.scope == "app":
+                    log.info("applied migration %s", migration.name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    return applied_now
+
+
+async def _apply(conn: psycopg.AsyncConnection[tuple[object, ...]], migration: Migration) -> None:
+    try:
+        async with conn.transaction():
+            await conn.execute(migration.sql.encode())
+            await conn.execute(
+                "INSERT INTO actions_server.migrations (scope, name, checksum) VALUES (%s, %s, %s)",
+                (migration.scope, migration.name, migration.checksum),
+            )
+    except psycopg.Error as exc:
+        where = _line_of(migration.sql, _position(exc))
+        message = exc.diag.message_primary or str(exc)
+        raise MigrationError(f"migration {migration.path}{where} failed: {message}") from None
+
+
+def _position(exc: psycopg.Error) -> int | None:
+    raw = exc.diag.statement_position
+    return int(raw) if raw and raw.isdigit() else None

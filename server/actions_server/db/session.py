@@ -1,0 +1,231 @@
+"""`ctx.db`: one run's database session and its query builder.
+
+The session takes a pooled connection on first use, not before, so an action
+that never touches the database pays no round trip. In a transactional run
+(the default) that first use opens the run's transaction; `finish()` commits it
+when the handler returned and rolls it back when it raised. Everything the run
+writes through `ctx.db` (and, later, its events and jobs) shares that one
+transaction. `transaction()` nests a savepoint inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from psycopg import sql
+
+from .pool import Connection, Database
+from .query import Order, Query, QueryError
+
+Row = dict[str, Any]
+
+
+class DbSession:
+    """The database as one run sees it (`ctx.db`)."""
+
+    __slots__ = ("_conn", "_database", "_transactional")
+
+    def __init__(self, database: Database, *, transactional: bool = True) -> None:
+        self._database = database
+        self._transactional = transactional
+        self._conn: Connection | None = None
+
+    @property
+    def used(self) -> bool:
+        return self._conn is not None
+
+    async def connection(self) -> Connection:
+        """The run's connection (opening the run's transaction on first use)."""
+        if self._conn is None:
+            self._conn = await self._database.acquire(begin=self._transactional)
+        return self._conn
+
+    async def finish(self, *, commit: bool) -> None:
+        """End the run: commit or roll back its transaction and give the connection back."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if self._transactional:
+                await conn.execute("COMMIT" if commit else "ROLLBACK")
+        finally:
+            await self._database.release(conn)
+
+    # --- the public API ------------------------------------------------------
+
+    def table(self, name: str) -> TableQuery:
+        """A query on `name` (`"users"` or `"schema.users"`)."""
+        return TableQuery(self, Query(table=name))
+
+    from_ = table
+
+    async def raw(self, query: str, *args: Any, **kwargs: Any) -> list[Row]:
+        """Run parameterised SQL (`%s` with positional values or `%(name)s` with named)."""
+        if args and kwargs:
+            raise QueryError("raw() takes positional or named parameters, not both")
+        conn = await self.connection()
+        # raw() exists to run the handler author's own SQL text; values stay parameters.
+        cursor = await conn.execute(query, kwargs or args or None)
+        return await cursor.fetchall() if cursor.description is not None else []
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """A savepoint inside the run's transaction: rolled back alone if the block raises."""
+        conn = await self.connection()
+        async with conn.transaction():
+            yield
+
+    async def execute(self, query: sql.Composed, params: Sequence[Any]) -> list[Row]:
+        conn = await self.connection()
+        cursor = await conn.execute(query, params)
+        return await cursor.fetchall() if cursor.description is not None else []
+
+
+class TableQuery:
+    """The chainable, awaitable builder returned by `ctx.db.table(name)`.
+
+    Calls chain in any order and each returns a new builder; nothing runs until
+    it is awaited (`await q`, `q.exec()`, `q.single()`, `q.count()`).
+    """
+
+    __slots__ = ("_query", "_session")
+
+    def __init__(self, session: DbSession, query: Query) -> None:
+        self._session = session
+        self._query = query
+
+    def _with(self, query: Query) -> TableQuery:
+        return TableQuery(self._session, query)
+
+    def _filter(self, column: str, operator: str, value: Any = None) -> TableQuery:
+        return self._with(self._query.filtered(column, operator, value))
+
+    @property
+    def query(self) -> Query:
+        return self._query
+
+    # columns and shape
+
+    def select(self, *columns: str) -> TableQuery:
+        names = tuple(c.strip() for spec in columns for c in spec.split(",") if c.strip())
+        return self._with(self._query.with_(columns=names))
+
+    def order(self, column: str, desc: bool = False, nulls_first: bool | None = None) -> TableQuery:
+        order = Order(column, desc, nulls_first)
+        return self._with(self._query.with_(orders=(*self._query.orders, order)))
+
+    def limit(self, count: int) -> TableQuery:
+        return self._with(self._query.with_(limit=_non_negative("limit", count)))
+
+    def offset(self, count: int) -> TableQuery:
+        return self._with(self._query.with_(offset=_non_negative("offset", count)))
+
+    def returning(self, *columns: str) -> TableQuery:
+        names = tuple(c.strip() for spec in columns for c in spec.split(",") if c.strip())
+        return self._with(self._query.with_(returning=names))
+
+    # filters
+
+    def eq(self, column: str, value: Any) -> TableQuery:
+        return (
+            self._filter(column, "is_null") if value is None else self._filter(column, "eq", value)
+        )
+
+    def neq(self, column: str, value: Any) -> TableQuery:
+        if value is None:
+            return self._filter(column, "is_not_null")
+        return self._filter(column, "neq", value)
+
+    def gt(self, column: str, value: Any) -> TableQuery:
+        return self._filter(column, "gt", value)
+
+    def gte(self, column: str, value: Any) -> TableQuery:
+        return self._filter(column, "gte", value)
+
+    def lt(self, column: str, value: Any) -> TableQuery:
+        return self._filter(column, "lt", value)
+
+    def lte(self, column: str, value: Any) -> TableQuery:
+        return self._filter(column, "lte", value)
+
+    def like(self, column: str, pattern: str) -> TableQuery:
+        return self._filter(column, "like", pattern)
+
+    def ilike(self, column: str, pattern: str) -> TableQuery:
+        return self._filter(column, "ilike", pattern)
+
+    def in_(self, column: str, values: Sequence[Any]) -> TableQuery:
+        if isinstance(values, str | bytes):
+            raise QueryError("in_() takes a list of values, not a string")
+        return self._filter(column, "in", tuple(values))
+
+    def is_null(self, column: str, is_null: bool = True) -> TableQuery:
+        return self._filter(column, "is_null" if is_null else "is_not_null")
+
+    # writes
+
+    def insert(self, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> TableQuery:
+        return self._with(self._query.with_(operation="insert", rows=_rows(rows)))
+
+    def upsert(
+        self,
+        rows: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        on_conflict: str | Sequence[str] = "id",
+    ) -> TableQuery:
+        conflict = (on_conflict,) if isinstance(on_conflict, str) else tuple(on_conflict)
+        conflict = tuple(c.strip() for spec in conflict for c in spec.split(",") if c.strip())
+        return self._with(
+            self._query.with_(operation="upsert", rows=_rows(rows), conflict=conflict)
+        )
+
+    def update(self, changes: Mapping[str, Any]) -> TableQuery:
+        return self._with(self._query.with_(operation="update", changes=dict(changes)))
+
+    def delete(self) -> TableQuery:
+        return self._with(self._query.with_(operation="delete"))
+
+    def all_rows(self) -> TableQuery:
+        """Allow update() or delete() without a filter: every row of the table."""
+        return self._with(self._query.with_(all_rows=True))
+
+    # running
+
+    async def exec(self) -> list[Row]:
+        """Run it; the rows (for writes, the RETURNING rows: every column by default)."""
+        text, params = self._query.render()
+        return await self._session.execute(text, params)
+
+    async def single(self) -> Row | None:
+        """The first row, or None. A select fetches at most one row."""
+        query = self._query
+        if query.operation == "select" and query.limit is None:
+            query = query.with_(limit=1)
+        text, params = query.render()
+        rows = await self._session.execute(text, params)
+        return rows[0] if rows else None
+
+    async def count(self) -> int:
+        """How many rows match the filters (limit, offset and order are ignored)."""
+        text, params = self._query.render_count()
+        rows = await self._session.execute(text, params)
+        return int(rows[0]["count"])
+
+    def __await__(self) -> Generator[Any, None, list[Row]]:
+        return self.exec().__await__()
+
+    def __repr__(self) -> str:
+        return f"<TableQuery {self._query.operation} {self._query.table!r}>"
+
+
+def _rows(rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
+    if isinstance(rows, Mapping):
+        return (rows,)
+    return tuple(rows)
+
+
+def _non_negative(name: str, value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise QueryError(f"{name}() takes a whole number ≥ 0, not {value!r}")
+    return value

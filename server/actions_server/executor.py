@@ -1,0 +1,133 @@
+"""One way to run an action, whatever triggered it:
+guards → validate input → handler → validate output → commit → record.
+
+The executor is the only place that decides how a run ends. It returns the
+handler's output or raises an `ActionError`: a handler's own ActionError passes
+through, a database error a client caused becomes its 4xx (see db/errors.py),
+a lost database becomes 503, and anything else becomes a 500 whose message
+hides the cause (the log line with the trace id has it). The run's transaction
+commits only when the handler returned a valid output; otherwise nothing it
+wrote survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import uuid
+from typing import Any
+
+import psycopg
+
+from .context import Context, RunInfo
+from .db.errors import map_database_error
+from .db.pool import Database
+from .db.session import DbSession
+from .errors import ActionError, DatabaseUnavailable, InternalError, ValidationFailed
+from .manifests.model import ActionSpec
+
+log = logging.getLogger("actions_server.executor")
+
+
+def new_trace_id() -> str:
+    return os.urandom(16).hex()
+
+
+def new_run_id() -> str:
+    return str(uuid.UUID(bytes=os.urandom(16), version=4))
+
+
+class Executor:
+    """Runs actions against one database."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def run(
+        self,
+        action: ActionSpec,
+        payload: Any,
+        *,
+        trigger: str,
+        trace_id: str | None = None,
+        parent_id: str | None = None,
+    ) -> Any:
+        """Run `action` with `payload`; its output, or an ActionError."""
+        run = RunInfo(
+            id=new_run_id(),
+            trace_id=trace_id or new_trace_id(),
+            action=action.name,
+            trigger=trigger,
+            parent_id=parent_id,
+        )
+        schema = action.input
+        if schema is not None:
+            if schema.defaults and isinstance(payload, dict):
+                for key, value in schema.defaults.items():
+                    if key not in payload:
+                        payload[key] = copy.deepcopy(value)
+            errors = schema.errors(payload)
+            if errors:
+                raise ValidationFailed(details=errors)
+        session = DbSession(self.database, transactional=action.transaction)
+        ctx = Context(db=session, run=run)
+        try:
+            output = await action.handler(payload, ctx)
+            if action.output is not None:
+                errors = action.output.errors(output)
+                if errors:
+                    log.error(
+                        "output does not match the output schema",
+                        extra={
+                            "action": action.name,
+                            "trace_id": run.trace_id,
+                            "run_id": run.id,
+                            "fields": {"errors": [e.to_json() for e in errors]},
+                        },
+                    )
+                    raise InternalError(
+                        "the action produced an invalid output", code="invalid_output"
+                    )
+        except BaseException as exc:
+            await self._abandon(session, run)
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                raise
+            raise self._translate(exc, run) from exc
+        if session.used:
+            try:
+                await session.finish(commit=True)
+            except BaseException as exc:
+                raise self._translate(exc, run) from exc
+        return output
+
+    async def _abandon(self, session: DbSession, run: RunInfo) -> None:
+        """Roll back after a failure; a broken connection must not hide the first error."""
+        if not session.used:
+            return
+        try:
+            await session.finish(commit=False)
+        except (psycopg.Error, DatabaseUnavailable):
+            log.warning(
+                "rollback failed",
+                extra={"action": run.action, "trace_id": run.trace_id},
+                exc_info=True,
+            )
+
+    def _translate(self, exc: BaseException, run: RunInfo) -> ActionError:
+        if isinstance(exc, ActionError):
+            return exc
+        mapped = map_database_error(exc)
+        if mapped is not None:
+            if isinstance(mapped, DatabaseUnavailable) and mapped.code == "database_unavailable":
+                self.database.mark_down(f"{type(exc).__name__} in {run.action}")
+            return mapped
+        log.error(
+            "unhandled %s in %s",
+            type(exc).__name__,
+            run.action,
+            exc_info=exc,
+            extra={"action": run.action, "trace_id": run.trace_id, "run_id": run.id},
+        )
+        return InternalError(f"internal error; see the server log for trace id {run.trace_id}")

@@ -1,0 +1,1 @@
+"""HTTP: route matching, input reading, error bodies, the aiohttp application."""

@@ -1,0 +1,76 @@
+"""An HTTP request → an action's input: query string, JSON body, path parameters.
+
+They merge in that order, later ones winning, so a path parameter can never be
+overridden by a body field of the same name. Query and path strings are
+coerced to the types the input schema asks for; what cannot be coerced is left
+as a string for validation to report by its path. Query parameters the schema
+does not declare are dropped when the schema allows no other properties (as
+FastAPI ignores undeclared query parameters).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..coercion import ObjectPlan
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ..jsonutil import JSONDecodeError, loads
+from ..manifests.model import ActionSpec
+
+
+def is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
+async def read_input(
+    request: web.Request, action: ActionSpec, params: dict[str, str], max_body: int
+) -> dict[str, Any]:
+    schema = action.input
+    plan = schema.plan if schema is not None else None
+    payload: dict[str, Any] = {}
+    if request.query_string:
+        query = request.query
+        for key in dict.fromkeys(query.keys()):
+            _put(payload, plan, key, query.getall(key))
+    if request.body_exists:
+        payload.update(await _read_json_object(request, max_body))
+    for name, value in params.items():
+        _put(payload, plan, name, [value])
+    return payload
+
+
+def _put(payload: dict[str, Any], plan: ObjectPlan | None, key: str, values: list[str]) -> None:
+    if plan is None:
+        payload[key] = values[0] if len(values) == 1 else values
+        return
+    keep, value = plan.coerce(key, values)
+    if keep:
+        payload[key] = value
+
+
+async def _read_json_object(request: web.Request, max_body: int) -> dict[str, Any]:
+    length = request.content_length
+    if length is not None and length > max_body:
+        raise PayloadTooLarge(f"the body is {length} bytes; the limit is {max_body}")
+    content_type = request.content_type
+    if not is_json(content_type):
+        raise UnsupportedMediaType(
+            f"the body must be JSON (Content-Type: application/json), not {content_type!r}"
+        )
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"the body is larger than the limit of {max_body} bytes") from None
+    if not body.strip():
+        return {}
+    try:
+        data = loads(body)
+    except JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the JSON body must be an object", code="malformed_json")
+    return data

@@ -1,0 +1,1 @@
+"""Manifest files: their format, loading with line numbers, and the specs they become."""

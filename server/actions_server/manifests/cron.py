@@ -1,0 +1,89 @@
+"""Cron expressions → APScheduler 3 triggers, with standard cron semantics.
+
+Five fields (`minute hour day month day-of-week`) or six with seconds first.
+APScheduler numbers days of the week from Monday = 0, while cron (and every
+crontab users copy from) uses Sunday = 0 (and 7); so the day-of-week field is
+parsed here into a set of days and handed over by name.
+"""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_DAY_TOKEN = re.compile(r"^([0-7]|sun|mon|tue|wed|thu|fri|sat)$", re.IGNORECASE)
+
+
+class CronError(ValueError):
+    """An expression or time zone that cannot be scheduled; the message says why."""
+
+
+def _day(token: str, expression: str) -> int:
+    if not _DAY_TOKEN.match(token):
+        raise CronError(f"cron {expression!r}: {token!r} is not a day of the week (0-7 or sun-sat)")
+    if token.isdigit():
+        return int(token) % 7
+    return _DAY_NAMES.index(token.lower())
+
+
+def days_of_week(field: str, expression: str) -> set[int] | None:
+    """The days (Sunday = 0) a day-of-week field selects; None for every day."""
+    if field in ("*", "?"):
+        return None
+    days: set[int] = set()
+    for part in field.split(","):
+        spec, _, step_text = part.partition("/")
+        step = 1
+        if step_text:
+            if not step_text.isdigit() or int(step_text) == 0:
+                raise CronError(f"cron {expression!r}: bad step {step_text!r} in {part!r}")
+            step = int(step_text)
+        if spec in ("*", "?"):
+            first, last = 0, 6
+        elif "-" in spec:
+            low, _, high = spec.partition("-")
+            first, last = _day(low, expression), _day(high, expression)
+            if high.isdigit() and int(high) == 7:
+                last = 7
+            if last < first:
+                raise CronError(f"cron {expression!r}: range {spec!r} runs backwards")
+        else:
+            first = _day(spec, expression)
+            last = 6 if step_text else first
+        days.update(d % 7 for d in range(first, last + 1, step))
+    return days
+
+
+def parse_cron(expression: str, timezone: str = "UTC") -> CronTrigger:
+    """The trigger for `expression` in `timezone`; raise CronError if either is invalid."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CronError(
+            f"unknown time zone {timezone!r} (use an IANA name such as Europe/Paris)"
+        ) from None
+    fields = expression.split()
+    if len(fields) not in (5, 6):
+        raise CronError(
+            f"cron {expression!r} has {len(fields)} fields; expected 5 "
+            "(minute hour day month weekday) or 6 (second first)"
+        )
+    second = fields[0] if len(fields) == 6 else "0"
+    minute, hour, day, month, weekday = fields[-5:]
+    days = days_of_week(weekday, expression)
+    day_of_week = "*" if days is None else ",".join(_DAY_NAMES[d] for d in sorted(days))
+    try:
+        return CronTrigger(
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=day_of_week,
+            timezone=zone,
+        )
+    except ValueError as exc:
+        raise CronError(f"cron {expression!r}: {exc}") from None

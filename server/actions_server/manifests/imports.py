@@ -1,0 +1,58 @@
+"""Import `dotted.module:function` references from the app's folder.
+
+The app's folder (where config.yaml lives) goes first on `sys.path`, so
+`actions.users:create_user` is `actions/users.py` next to the config. Every
+failure becomes an ImportProblem whose message says what to fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+class ImportProblem(Exception):
+    """A reference that does not import; the message says why."""
+
+
+def ensure_on_path(root: Path) -> None:
+    entry = str(root)
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+
+
+def import_callable(ref: str, root: Path, *, must_be_async: bool = True) -> Callable[..., Any]:
+    module_name, _, attribute = ref.partition(":")
+    ensure_on_path(root)
+    try:
+        module = importlib.import_module(module_name)
+    except SyntaxError as exc:
+        where = f"{exc.filename}:{exc.lineno}" if exc.filename else "?"
+        raise ImportProblem(
+            f"cannot import {module_name!r}: syntax error at {where}: {exc.msg}"
+        ) from None
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ImportProblem(
+                f"cannot import {module_name!r}: no module named {exc.name!r} under {root}"
+            ) from None
+        raise ImportProblem(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:  # the module raised while running its top level
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        raise ImportProblem(
+            f"cannot import {module_name!r}: {type(exc).__name__}: {exc} "
+            f"(at {last.filename}:{last.lineno})"
+        ) from None
+    function = getattr(module, attribute, None)
+    if function is None:
+        raise ImportProblem(f"{module_name!r} has no attribute {attribute!r}")
+    if not callable(function):
+        raise ImportProblem(f"{ref!r} is not a function")
+    if must_be_async and not inspect.iscoroutinefunction(function):
+        raise ImportProblem(f"{ref!r} must be an async function (write `async def {attribute}`)")
+    return function  # type: ignore[no-any-return]

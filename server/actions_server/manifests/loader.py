@@ -1,0 +1,310 @@
+"""Manifest files → ModuleSpecs, with every problem found in one pass.
+
+Each file is parsed with its lines, checked against the manifest JSON Schema,
+and then each action that is well-formed is checked for what a schema cannot
+see: handler imports, schemas and their `$ref`s, triggers, cron expressions,
+guards, and path parameters the input schema would reject. An action with a
+structural problem is not checked further, so one typo yields one problem, not
+a cascade. Cross-file checks (duplicate names, conflicting routes) belong to
+the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+
+from ..config import Config
+from ..errors import Problem
+from ..sourcemap import JsonPath, SourceDoc, SourceError, parse_file, schema_errors
+from ..validation import CompiledSchema
+from .cron import CronError, parse_cron
+from .guardspec import GuardSyntaxError, parse_guard
+from .imports import ImportProblem, import_callable
+from .model import (
+    ActionSpec,
+    ApiTrigger,
+    CronTrigger,
+    EventTrigger,
+    GuardSpec,
+    Location,
+    ModuleSpec,
+    RetryPolicy,
+    Trigger,
+)
+from .paths import PathError, join_paths, parse_api_trigger, parse_path
+from .refs import SchemaStore
+from .refs import schema_problems as json_schema_problems
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+_GLOB_CHARS = frozenset("*?[")
+
+
+@cache
+def manifest_schema() -> dict[str, Any]:
+    """The JSON Schema of manifest files (also printed by `actions-server schema`)."""
+    path = Path(__file__).parent.parent / "schemas" / "manifest.schema.yaml"
+    schema: dict[str, Any] = parse_file(path).data
+    return schema
+
+
+@cache
+def _manifest_validator() -> jsonschema_rs.Validator:
+    return jsonschema_rs.validator_for(manifest_schema())
+
+
+def manifest_files(config: Config) -> tuple[list[Path], list[Problem]]:
+    """The manifest files the config's `actions` patterns name, in a stable order."""
+    files: dict[Path, None] = {}
+    problems = []
+    for index, pattern in enumerate(config.actions):
+        if _GLOB_CHARS & set(pattern):
+            found = [p for p in sorted(config.root.glob(pattern)) if p.is_file()]
+        else:
+            target = (config.root / pattern).resolve()
+            if target.is_dir():
+                found = sorted(p for p in target.rglob("*") if p.suffix in MANIFEST_SUFFIXES)
+            elif target.is_file():
+                found = [target]
+            else:
+                problems.append(
+                    config.problem(("actions", index), f"actions: {pattern!r} does not exist")
+                )
+                continue
+        for path in found:
+            files[path.resolve()] = None
+    return list(files), problems
+
+
+def load_modules(config: Config) -> tuple[list[ModuleSpec], list[Problem]]:
+    """Every manifest the config names, and every problem found in them."""
+    files, problems = manifest_files(config)
+    store = SchemaStore(config.schemas, config.relative)
+    modules = []
+    for file in files:
+        module, found = load_module(file, config, store)
+        problems.extend(found)
+        if module is not None:
+            modules.append(module)
+    problems.extend(store.problems)
+    return modules, list(dict.fromkeys(problems))
+
+
+def load_module(
+    file: Path, config: Config, store: SchemaStore
+) -> tuple[ModuleSpec | None, list[Problem]]:
+    try:
+        doc = parse_file(file, shown_as=config.relative(file))
+    except SourceError as exc:
+        return None, [exc.problem]
+    if doc.data is None:
+        return None, [doc.problem((), "the manifest is empty; it needs `module:` and `actions:`")]
+    errors = list(schema_errors(doc.data, _manifest_validator()))
+    structural = [doc.problem(path, message) for path, message in errors]
+    broken = {_error_root(path) for path, _ in errors}
+    if not isinstance(doc.data, dict) or "module" in broken or "actions" not in doc.data:
+        return None, structural
+    return _ModuleLoader(doc, config, store, broken).load(structural)
+
+
+def _error_root(path: JsonPath) -> str | int:
+    """Which action (by index) or top-level key a structural error belongs to."""
+    if not path:
+        return ""
+    if path[0] == "actions" and len(path) > 1:
+        return path[1]
+    return path[0]
+
+
+class _ModuleLoader:
+    def __init__(
+        self, doc: SourceDoc, config: Config, store: SchemaStore, broken: set[str | int]
+    ) -> None:
+        self.doc = doc
+        self.config = config
+        self.store = store
+        self.broken = broken
+        self.problems: list[Problem] = []
+
+    def load(self, structural: list[Problem]) -> tuple[ModuleSpec | None, list[Problem]]:
+        self.problems.extend(structural)
+        data = self.doc.data
+        prefix = data.get("prefix", "") if "prefix" not in self.broken else ""
+        if prefix and prefix != "/":
+            try:
+                parse_path(prefix)
+            except PathError as exc:
+                self._problem(("prefix",), f"prefix: {exc}")
+                prefix = ""
+        module_guards = (
+            () if "guards" in self.broken else self._guards(data.get("guards", []), ("guards",))
+        )
+        actions = []
+        for index, raw in enumerate(data.get("actions") or []):
+            if index in self.broken or "actions" in self.broken:
+                continue
+            action = self._action(raw, ("actions", index), prefix, module_guards, data["module"])
+            if action is not None:
+                actions.append(action)
+        module = ModuleSpec(
+            name=data["module"],
+            description=data.get("description", ""),
+            prefix=prefix,
+            file=self.doc.file,
+            actions=tuple(actions),
+        )
+        return module, self.problems
+
+    # --- one action ---------------------------------------------------------
+
+    def _action(
+        self,
+        raw: dict[str, Any],
+        at: JsonPath,
+        prefix: str,
+        module_guards: tuple[GuardSpec, ...],
+        module: str,
+    ) -> ActionSpec | None:
+        before = len(self.problems)
+        handler = self._import(raw["handler"], (*at, "handler"))
+        input_schema = self._schema(raw, "input", at)
+        output_schema = self._schema(raw, "output", at)
+        triggers = self._triggers(raw.get("triggers", []), (*at, "triggers"), prefix)
+        guards = module_guards + self._guards(raw.get("guards", []), (*at, "guards"))
+        for trigger in triggers:
+            if isinstance(trigger, ApiTrigger):
+                self._check_path_params(trigger, input_schema, at)
+        if len(self.problems) > before or handler is None:
+            return None
+        retry = raw.get("retry", {})
+        return ActionSpec(
+            name=raw["name"],
+            module=module,
+            description=raw.get("description", ""),
+            handler_ref=raw["handler"],
+            handler=handler,
+            input=input_schema,
+            output=output_schema,
+            triggers=tuple(triggers),
+            guards=guards,
+            retry=RetryPolicy(**retry),
+            timeout_seconds=raw.get("timeout_seconds"),
+            transaction=raw.get("transaction", True),
+            run_as=raw.get("run_as", "caller"),
+            tags=tuple(raw.get("tags", ())),
+            location=self._location(at),
+        )
+
+    def _import(self, ref: str, at: JsonPath) -> Any:
+        try:
+            return import_callable(ref, self.config.root)
+        except ImportProblem as exc:
+            self._problem(at, f"handler: {exc}")
+            return None
+
+    def _schema(self, raw: dict[str, Any], key: str, at: JsonPath) -> CompiledSchema | None:
+        if key not in raw:
+            return None
+        path = (*at, key)
+        schema = raw[key]
+        invalid = json_schema_problems(schema, self.doc, path)
+        if invalid:
+            self.problems.extend(invalid)
+            return None
+        bundled, unresolved = self.store.bundle(schema, self.doc, path)
+        if unresolved:
+            self.problems.extend(unresolved)
+            return None
+        try:
+            return CompiledSchema(bundled)
+        except (ValueError, jsonschema_rs.ValidationError) as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._problem(path, f"{key}: cannot compile the schema: {first_line}")
+            return None
+
+    def _triggers(self, entries: list[dict[str, Any]], at: JsonPath, prefix: str) -> list[Trigger]:
+        triggers: list[Trigger] = []
+        for index, entry in enumerate(entries):
+            path = (*at, index)
+            kinds = [k for k in ("api", "event", "cron") if k in entry]
+            if len(kinds) != 1:
+                found = " and ".join(kinds) if kinds else "none"
+                self._problem(
+                    path, f"a trigger has exactly one of api, event, cron (found {found})"
+                )
+                continue
+            kind = kinds[0]
+            if "status" in entry and kind != "api":
+                self._problem((*path, "status"), "status applies only to api triggers")
+            if "timezone" in entry and kind != "cron":
+                self._problem((*path, "timezone"), "timezone applies only to cron triggers")
+            trigger = self._trigger(kind, entry, path, prefix)
+            if trigger is not None:
+                triggers.append(trigger)
+        return triggers
+
+    def _trigger(
+        self, kind: str, entry: dict[str, Any], at: JsonPath, prefix: str
+    ) -> Trigger | None:
+        location = self._location(at)
+        if kind == "event":
+            return EventTrigger(event=entry["event"], location=location)
+        if kind == "cron":
+            timezone = entry.get("timezone", self.config.timezone)
+            try:
+                parse_cron(entry["cron"], timezone)
+            except CronError as exc:
+                self._problem((*at, "cron"), str(exc))
+                return None
+            return CronTrigger(expression=entry["cron"], timezone=timezone, location=location)
+        try:
+            method, path = parse_api_trigger(entry["api"])
+            template = parse_path(join_paths(prefix, path))
+        except PathError as exc:
+            self._problem((*at, "api"), str(exc))
+            return None
+        return ApiTrigger(
+            method=method, path=template, status=entry.get("status", 200), location=location
+        )
+
+    def _check_path_params(
+        self, trigger: ApiTrigger, schema: CompiledSchema | None, at: JsonPath
+    ) -> None:
+        if schema is None:
+            return
+        plan = schema.plan
+        for name in trigger.path.params:
+            if name not in plan.fields and not plan.accepts_unknown:
+                self._problem(
+                    (*at, "input"),
+                    f"input: path parameter {name!r} of {trigger.method} {trigger.path} is not a "
+                    "property of the input schema, which allows no other properties",
+                )
+
+    def _guards(self, entries: Iterable[Any], at: JsonPath) -> tuple[GuardSpec, ...]:
+        guards = []
+        for index, entry in enumerate(entries):
+            path = (*at, index)
+            try:
+                name, argument = parse_guard(entry)
+            except GuardSyntaxError as exc:
+                self._problem(path, f"guards: {exc}")
+                continue
+            if name == "guard":
+                try:
+                    import_callable(argument, self.config.root)
+                except ImportProblem as exc:
+                    self._problem(path, f"guard: {exc}")
+                    continue
+            guards.append(GuardSpec(name=name, argument=argument, location=self._location(path)))
+        return tuple(guards)
+
+    def _location(self, at: JsonPath) -> Location:
+        return Location(file=self.doc.file, line=self.doc.line_of(at))
+
+    def _problem(self, at: JsonPath, message: str) -> None:
+        self.problems.append(self.doc.problem(at, message))

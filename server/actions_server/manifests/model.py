@@ -1,0 +1,116 @@
+"""Frozen specs of what the manifests declare, built by the loader.
+
+Specs are values: they hold the parsed manifest, the bundled schemas with their
+compiled validators and the imported handler, and nothing that changes while
+the server runs. The registry indexes them; the executor runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..validation import CompiledSchema
+from .paths import PathTemplate
+
+Handler = Callable[[Any, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Location:
+    file: str
+    line: int | None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiTrigger:
+    method: str
+    path: PathTemplate
+    status: int
+    location: Location
+
+    @property
+    def kind(self) -> str:
+        return "api"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventTrigger:
+    event: str
+    location: Location
+
+    @property
+    def kind(self) -> str:
+        return "event"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CronTrigger:
+    expression: str
+    timezone: str
+    location: Location
+
+    @property
+    def kind(self) -> str:
+        return "cron"
+
+
+Trigger = ApiTrigger | EventTrigger | CronTrigger
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardSpec:
+    """One guard as written: `authenticated`, `{has_permission: users:create}`, ..."""
+
+    name: str
+    argument: Any
+    location: Location
+
+    def __str__(self) -> str:
+        if self.argument is None:
+            return self.name
+        return f"{self.name}: {self.argument}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    attempts: int = 1
+    backoff: str = "exponential"
+    base_seconds: float = 1.0
+    max_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionSpec:
+    name: str
+    module: str
+    description: str
+    handler_ref: str
+    handler: Handler
+    input: CompiledSchema | None
+    output: CompiledSchema | None
+    triggers: tuple[Trigger, ...]
+    guards: tuple[GuardSpec, ...]  # the module's first, then the action's own
+    retry: RetryPolicy
+    timeout_seconds: float | None
+    transaction: bool
+    run_as: str
+    tags: tuple[str, ...]
+    location: Location
+
+    @property
+    def api_triggers(self) -> tuple[ApiTrigger, ...]:
+        return tuple(t for t in self.triggers if isinstance(t, ApiTrigger))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModuleSpec:
+    name: str
+    description: str
+    prefix: str
+    file: str
+    actions: tuple[ActionSpec, ...]

@@ -1,0 +1,111 @@
+"""The immutable index of an app's actions: by name, by route, by event, by schedule.
+
+Built from the loader's ModuleSpecs in one pass that also finds what no single
+file can show: two actions with one name, two actions on one method and path.
+A new registry is built on every (re)load and swapped in whole; nothing in it
+changes afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from .config import Config
+from .errors import LoadError, Problem
+from .manifests.loader import load_modules
+from .manifests.model import ActionSpec, ApiTrigger, CronTrigger, EventTrigger, ModuleSpec
+from .manifests.paths import PathTemplate
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    method: str
+    path: PathTemplate
+    status: int
+    action: ActionSpec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    action: ActionSpec
+    trigger: CronTrigger
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Registry:
+    modules: tuple[ModuleSpec, ...]
+    actions: Mapping[str, ActionSpec]
+    routes: tuple[Route, ...]
+    subscriptions: Mapping[str, tuple[ActionSpec, ...]]  # event name → actions
+    schedules: tuple[Schedule, ...]
+
+    def action(self, name: str) -> ActionSpec | None:
+        return self.actions.get(name)
+
+
+def build_registry(modules: Iterable[ModuleSpec]) -> tuple[Registry, list[Problem]]:
+    """Index `modules`; the problems are duplicate names and conflicting routes."""
+    modules = tuple(modules)
+    problems: list[Problem] = []
+    actions: dict[str, ActionSpec] = {}
+    routes: dict[tuple[str, str], Route] = {}
+    subscriptions: dict[str, list[ActionSpec]] = {}
+    schedules: list[Schedule] = []
+    for module in modules:
+        for action in module.actions:
+            first = actions.get(action.name)
+            if first is not None:
+                where = first.location
+                problems.append(
+                    _at(action, f"duplicate action name {action.name!r} (first at {where})")
+                )
+                continue
+            actions[action.name] = action
+            for trigger in action.triggers:
+                if isinstance(trigger, ApiTrigger):
+                    key = (trigger.method, trigger.path.key)
+                    taken = routes.get(key)
+                    if taken is not None:
+                        problems.append(
+                            Problem(
+                                file=trigger.location.file,
+                                line=trigger.location.line,
+                                message=f"{trigger.method} {trigger.path} is already served by "
+                                f"{taken.action.name!r} ({taken.action.location})",
+                            )
+                        )
+                        continue
+                    routes[key] = Route(
+                        method=trigger.method,
+                        path=trigger.path,
+                        status=trigger.status,
+                        action=action,
+                    )
+                elif isinstance(trigger, EventTrigger):
+                    subscriptions.setdefault(trigger.event, []).append(action)
+                else:
+                    schedules.append(Schedule(action=action, trigger=trigger))
+    registry = Registry(
+        modules=modules,
+        actions=MappingProxyType(actions),
+        routes=tuple(routes.values()),
+        subscriptions=MappingProxyType({k: tuple(v) for k, v in subscriptions.items()}),
+        schedules=tuple(schedules),
+    )
+    return registry, problems
+
+
+def _at(action: ActionSpec, message: str) -> Problem:
+    return Problem(file=action.location.file, line=action.location.line, message=message)
+
+
+def load_registry(config: Config) -> Registry:
+    """Load every manifest the config names; raise LoadError listing every problem."""
+    modules, problems = load_modules(config)
+    registry, more = build_registry(modules)
+    problems.extend(more)
+    if problems:
+        raise LoadError(problems)
+    return registry

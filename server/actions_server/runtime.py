@@ -1,0 +1,64 @@
+"""The running app's resources, opened and closed in one AsyncExitStack.
+
+`open_runtime` is the single place where a process acquires what it needs
+(migrations applied, the pool open, the executor built) and releases it in
+reverse order, whether it serves HTTP, runs `call`, or anything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from .config import Config
+from .db.embedded import start_embedded
+from .db.migrate import apply_migrations
+from .db.pool import Database
+from .executor import Executor
+from .registry import Registry
+
+
+@dataclass(slots=True, kw_only=True)
+class Runtime:
+    config: Config
+    registry: Registry  # replaced whole on reload, never mutated
+    database: Database
+    executor: Executor
+
+
+def resolve_dsn(config: Config) -> str:
+    """The database URL to connect to, starting the embedded server if configured."""
+    if config.database.is_embedded:
+        return start_embedded(config.state_dir)
+    return config.database.url
+
+
+@asynccontextmanager
+async def open_runtime(
+    config: Config,
+    registry: Registry,
+    *,
+    dsn: str,
+    migrate_app: bool = True,
+    migrate: bool = True,
+) -> AsyncIterator[Runtime]:
+    """Apply migrations (framework always when `migrate`, the app's when `migrate_app`),
+    open the pool, and yield the Runtime; close everything on the way out."""
+    async with AsyncExitStack() as stack:
+        if migrate:
+            await apply_migrations(dsn, config.migrations if migrate_app else None)
+        pool = config.database.pool
+        database = Database(
+            dsn,
+            min_size=pool.min,
+            max_size=pool.max,
+            acquire_timeout=pool.acquire_timeout_seconds,
+            statement_timeout=config.database.statement_timeout_seconds,
+            name=config.app,
+        )
+        await database.open()
+        stack.push_async_callback(database.close)
+        yield Runtime(
+            config=config, registry=registry, database=database, executor=Executor(database)
+        )

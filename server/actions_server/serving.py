@@ -1,0 +1,148 @@
+"""`actions-server serve`: one process, or N sharing the port with SO_REUSEPORT.
+
+Start-up order: config → manifests → database (embedded or URL) → migrations
+→ pool → HTTP. With `--workers N` the parent does everything up to the
+migrations once, then starts N processes that each load the manifests and
+serve; the parent forwards SIGTERM/SIGINT and exits when they have.
+
+Shutdown (SIGTERM or SIGINT): stop accepting, let in-flight requests finish
+within `server.shutdown_grace_seconds`, close the pool, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from .config import Config, load_config
+from .http.app import create_app
+from .logs import configure_logging
+from .registry import load_registry
+from .runtime import open_runtime
+
+log = logging.getLogger("actions_server.serve")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeOptions:
+    host: str
+    port: int
+    workers: int = 1
+    migrate_app: bool = True
+
+
+def run_loop(main: Coroutine[Any, Any, Any]) -> Any:
+    """Run `main` on uvloop when it is installed (it is on Linux), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+async def serve_forever(
+    config: Config, dsn: str, options: ServeOptions, *, migrate: bool = True
+) -> None:
+    registry = load_registry(config)
+    async with open_runtime(
+        config, registry, dsn=dsn, migrate=migrate, migrate_app=options.migrate_app
+    ) as runtime:
+        app = create_app(runtime)
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=logging.getLogger("actions_server.access")
+            if config.server.access_log
+            else None,
+            shutdown_timeout=config.server.shutdown_grace_seconds,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, options.host, options.port, reuse_port=options.workers > 1)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info(
+            "serving %s on http://%s:%d (%d actions, %d routes)",
+            config.app,
+            options.host,
+            bound_port(runner) or options.port,
+            len(registry.actions),
+            len(registry.routes),
+        )
+        try:
+            await stop.wait()
+            log.info("shutting down: finishing in-flight requests")
+        finally:
+            await runner.cleanup()
+
+
+def bound_port(runner: web.AppRunner) -> int | None:
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return int(address[1])
+    return None
+
+
+def serve(config: Config, dsn: str, options: ServeOptions) -> int:
+    if options.workers <= 1:
+        run_loop(serve_forever(config, dsn, options))
+        return 0
+    from .db.migrate import apply_migrations
+
+    run_loop(apply_migrations(dsn, config.migrations if options.migrate_app else None))
+    port = options.port or _free_port(options.host)
+    child_options = ServeOptions(
+        host=options.host, port=port, workers=options.workers, migrate_app=False
+    )
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(
+            target=_child_main,
+            args=(str(config.file), dsn, child_options),
+            name=f"actions-server-{i}",
+        )
+        for i in range(options.workers)
+    ]
+    for child in children:
+        child.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.is_alive() and child.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    log.info("started %d worker processes on port %d", len(children), port)
+    for child in children:
+        child.join()
+    failed = [c.name for c in children if c.exitcode not in (0, None)]
+    if failed:
+        log.error("worker processes exited with errors: %s", ", ".join(failed))
+        return 1
+    return 0
+
+
+def _child_main(config_file: str, dsn: str, options: ServeOptions) -> None:
+    config = load_config(config_file)
+    configure_logging(config.logging.level, config.logging.format)
+    run_loop(serve_forever(config, dsn, options, migrate=False))
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,190 @@
+"""YAML (and JSON) documents that remember the line of every value.
+
+Config and manifest errors must name the file and the line, so documents are
+parsed to a node tree first and then built into plain JSON values, recording for
+every path (a tuple of keys and list indexes) the line where it starts. A
+mapping entry is recorded at its key's line, which is where a reader looks.
+
+Scalars resolve as YAML 1.1 does, except timestamps: an unquoted `2024-01-01`
+stays a string, because every value here must be JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import yaml
+
+from .errors import Problem
+
+JsonPath = tuple[str | int, ...]
+
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]  # chosen at import time
+    pass
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceDoc:
+    """A parsed document: its data, its file name as shown to users, and its lines."""
+
+    file: str
+    data: Any
+    lines: Mapping[JsonPath, int] = field(default_factory=dict)
+
+    def line_of(self, path: JsonPath) -> int | None:
+        """The line of `path`, or of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return None
+
+    def problem(self, path: JsonPath, message: str) -> Problem:
+        return Problem(file=self.file, line=self.line_of(path), message=message)
+
+
+class SourceError(Exception):
+    """The text is not a YAML document; `problem` says where."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def format_path(path: JsonPath) -> str:
+    """`("actions", 0, "handler")` → `actions[0].handler`, for messages."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def parse_text(text: str, file: str) -> SourceDoc:
+    """Parse one YAML or JSON document; raise SourceError on a syntax error."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = exc.problem or str(exc)
+        raise SourceError(Problem(file=file, line=line, message=f"invalid YAML: {what}")) from None
+    except yaml.YAMLError as exc:
+        raise SourceError(Problem(file=file, line=None, message=f"invalid YAML: {exc}")) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        return SourceDoc(file=file, data=None, lines={})
+    builder = _Builder(loader, file)
+    data = builder.build(node, ())
+    if builder.problems:
+        raise SourceError(builder.problems[0])
+    return SourceDoc(file=file, data=data, lines=builder.lines)
+
+
+def parse_file(path: Path, shown_as: str | None = None) -> SourceDoc:
+    file = shown_as or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(Problem(file=file, line=None, message=f"cannot read: {exc}")) from None
+    return parse_text(text, file)
+
+
+def schema_errors(data: Any, validator: jsonschema_rs.Validator) -> Iterator[tuple[JsonPath, str]]:
+    """(path, message) for every way `data` fails `validator`.
+
+    An unknown key is reported at its own path, a missing one at its mapping's.
+    """
+    for error in validator.iter_errors(data):
+        path: JsonPath = tuple(error.instance_path)
+        kind = error.kind
+        if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+            for key in kind.unexpected:
+                yield (*path, key), f"{format_path(path)}: unknown key {key!r}"
+        elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+            yield path, f"{format_path(path)}: missing required key {kind.property!r}"
+        else:
+            yield path, f"{format_path(path)}: {error.message}"
+
+
+def schema_problems(
+    doc: SourceDoc, data: Any, validator: jsonschema_rs.Validator
+) -> Iterator[Problem]:
+    """Every way `data` fails `validator`, each at the line of the failing value."""
+    for path, message in schema_errors(data, validator):
+        yield doc.problem(path, message)
+
+
+class _Builder:
+    def __init__(self, loader: yaml.SafeLoader, file: str) -> None:
+        self._loader = loader
+        self._file = file
+        self._depth = 0
+        self.lines: dict[JsonPath, int] = {}
+        self.problems: list[Problem] = []
+
+    def build(self, node: yaml.Node, path: JsonPath) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        self._depth += 1
+        if self._depth > 200:  # an alias that contains itself
+            raise SourceError(
+                Problem(file=self._file, line=node.start_mark.line + 1, message="nesting too deep")
+            )
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return dict(self._mapping(node, path))
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            return self._scalar(node)
+        finally:
+            self._depth -= 1
+
+    def _mapping(self, node: yaml.MappingNode, path: JsonPath) -> Iterator[tuple[str, Any]]:
+        self._loader.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = self._scalar(key_node)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                key = str(key)
+            if key in seen:
+                self.problems.append(
+                    Problem(file=self._file, line=line, message=f"duplicate key {key!r}")
+                )
+                continue
+            seen.add(key)
+            self.lines[(*path, key)] = line
+            yield key, self.build(value_node, (*path, key))
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise SourceError(
+                Problem(
+                    file=self._file,
+                    line=node.start_mark.line + 1,
+                    message="a mapping key must be a plain value",
+                )
+            )
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            raise SourceError(
+                Problem(file=self._file, line=node.start_mark.line + 1, message=str(exc.problem))
+            ) from None
