@@ -107,5 +107,5 @@ def load_registry(config: Config) -> Registry:
     registry, more = build_registry(modules)
     problems.extend(more)
     if problems:
-        raise LoadError(problems)
+        raise LoadError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
     return registry

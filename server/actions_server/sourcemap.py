@@ -114,14 +114,18 @@ def schema_errors(data: Any, validator: jsonschema_rs.Validator) -> Iterator[tup
     """
     for error in validator.iter_errors(data):
         path: JsonPath = tuple(error.instance_path)
+        where = f"{format_path(path)}: " if path else ""
         kind = error.kind
         if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
             for key in kind.unexpected:
-                yield (*path, key), f"{format_path(path)}: unknown key {key!r}"
+                yield (*path, key), f"{where}unknown key {key!r}"
         elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
-            yield path, f"{format_path(path)}: missing required key {kind.property!r}"
+            yield path, f"{where}missing required key {kind.property!r}"
+        elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Enum):
+            options = ", ".join(str(o) for o in kind.options)
+            yield path, f"{where}{error.instance!r} is not one of: {options}"
         else:
-            yield path, f"{format_path(path)}: {error.message}"
+            yield path, f"{where}{error.message}"
 
 
 def schema_problems(

@@ -32,21 +32,21 @@ def import_callable(ref: str, root: Path, *, must_be_async: bool = True) -> Call
     try:
         module = importlib.import_module(module_name)
     except SyntaxError as exc:
-        where = f"{exc.filename}:{exc.lineno}" if exc.filename else "?"
+        where = f"{_shown(exc.filename, root)}:{exc.lineno}" if exc.filename else "?"
         raise ImportProblem(
             f"cannot import {module_name!r}: syntax error at {where}: {exc.msg}"
         ) from None
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise ImportProblem(
-                f"cannot import {module_name!r}: no module named {exc.name!r} under {root}"
+                f"cannot import {module_name!r}: no module named {exc.name!r}"
             ) from None
         raise ImportProblem(f"cannot import {module_name!r}: {exc}") from None
     except Exception as exc:  # the module raised while running its top level
         last = traceback.extract_tb(exc.__traceback__)[-1]
         raise ImportProblem(
             f"cannot import {module_name!r}: {type(exc).__name__}: {exc} "
-            f"(at {last.filename}:{last.lineno})"
+            f"(at {_shown(last.filename, root)}:{last.lineno})"
         ) from None
     function = getattr(module, attribute, None)
     if function is None:
@@ -56,3 +56,11 @@ def import_callable(ref: str, root: Path, *, must_be_async: bool = True) -> Call
     if must_be_async and not inspect.iscoroutinefunction(function):
         raise ImportProblem(f"{ref!r} must be an async function (write `async def {attribute}`)")
     return function  # type: ignore[no-any-return]
+
+
+def _shown(filename: str, root: Path) -> str:
+    """A file name relative to the app's folder when it is inside it."""
+    try:
+        return str(Path(filename).relative_to(root))
+    except ValueError:
+        return filename

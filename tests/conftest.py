@@ -1,0 +1,105 @@
+"""Shared fixtures: a real PostgreSQL (from ACTIONS_SERVER_TEST_DSN or embedded),
+a fresh database per test cloned from a migrated template, and the example app."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from actions_server.config import Config, load_config
+from actions_server.db.migrate import apply_migrations
+from support.apps import REPO, Client, serving
+from support.postgres import TEST_DSN_ENV, ThrowawayPostgres, services_required
+
+
+def _with_db(dsn: str, dbname: str) -> str:
+    return psycopg.conninfo.make_conninfo(dsn, dbname=dbname)
+
+
+@pytest.fixture(scope="session")
+def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A DSN for a PostgreSQL server where tests may create databases."""
+    dsn = os.environ.get(TEST_DSN_ENV)
+    if dsn:
+        try:
+            psycopg.connect(dsn, connect_timeout=5).close()
+        except psycopg.OperationalError as exc:
+            pytest.fail(f"{TEST_DSN_ENV}={dsn} cannot be reached: {exc}")
+        yield dsn
+        return
+    try:
+        server = ThrowawayPostgres(tmp_path_factory.mktemp("pg"))
+    except ImportError:
+        if services_required():
+            pytest.fail(f"no PostgreSQL: set {TEST_DSN_ENV} or install the 'embedded' extra")
+        pytest.skip(f"no PostgreSQL: set {TEST_DSN_ENV} or install the 'embedded' extra")
+    yield server.dsn
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def example_config() -> Config:
+    return load_config(REPO / "config.yaml", env={})
+
+
+@pytest.fixture(scope="session")
+def template_db(server_dsn: str, example_config: Config) -> Iterator[str]:
+    """A database with the framework schema and the example app's migrations applied."""
+    import asyncio
+
+    name = f"as_template_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    asyncio.run(apply_migrations(_with_db(server_dsn, name), example_config.migrations))
+    yield name
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def database(server_dsn: str, template_db: str) -> Iterator[str]:
+    """A fresh database for one test, cloned from the template; its DSN."""
+    name = f"as_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
+        )
+    yield _with_db(server_dsn, name)
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def empty_database(server_dsn: str) -> Iterator[str]:
+    """A fresh, empty database (no migrations applied)."""
+    name = f"as_empty_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield _with_db(server_dsn, name)
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+async def example_client(example_config: Config, database: str) -> AsyncIterator[Client]:
+    async with serving(example_config, database) as client:
+        yield client
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO

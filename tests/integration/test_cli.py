@@ -1,0 +1,347 @@
+"""The command line, in-process (click's runner) and as a real `serve` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from actions_server.cli import main
+from support.apps import REPO, write_app
+
+pytestmark = pytest.mark.integration
+
+BROKEN = REPO / "tests" / "fixtures" / "broken_app" / "config.yaml"
+CLI = [sys.executable, "-m", "actions_server.cli"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def test_validate_ok() -> None:
+    result = run("validate", str(REPO / "config.yaml"))
+    assert result.exit_code == 0
+    assert result.output.strip() == "ok: saas-example: 5 actions in 1 modules, 5 routes"
+
+
+def test_validate_lists_problems_and_exits_1() -> None:
+    result = run("validate", str(BROKEN))
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == "26 problems found"
+    assert "actions/b_structure.yaml:3: unknown key 'colour'" in lines
+
+
+def test_validate_reports_config_problems(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("app: x\nserver: {port: ${PORT}}\n")
+    result = run("validate", str(tmp_path / "config.yaml"))
+    assert result.exit_code == 1
+    assert ":2: invalid YAML" in result.output
+
+
+def test_routes_prints_a_table() -> None:
+    result = run("routes", str(REPO / "config.yaml"))
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        "METHOD  PATH         ACTION        GUARDS",
+        "GET     /users       users.list    -",
+        "POST    /users       users.create  -",
+        "DELETE  /users/{id}  users.delete  -",
+        "GET     /users/{id}  users.get     -",
+        "PATCH   /users/{id}  users.update  -",
+    ]
+
+
+def test_schema_prints_the_manifest_schema() -> None:
+    result = run("schema", "manifest")
+    assert result.exit_code == 0
+    assert json.loads(result.output)["title"] == "actions-server manifest"
+
+
+def test_call_runs_an_action_and_prints_json(database: str) -> None:
+    env = {"DATABASE_URL": database}
+    result = run(
+        "call",
+        str(REPO / "config.yaml"),
+        "users.create",
+        "--input",
+        '{"email": "cli@example.com", "name": "Cli"}',
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.stdout)["user"]
+    assert created["email"] == "cli@example.com"
+
+    result = run(
+        "call",
+        str(REPO / "config.yaml"),
+        "users.get",
+        "--input",
+        json.dumps({"id": created["id"]}),
+        env=env,
+    )
+    assert json.loads(result.stdout)["user"] == created
+
+
+def test_call_failure_prints_the_error_body_and_exits_1(database: str) -> None:
+    result = run(
+        "call",
+        str(REPO / "config.yaml"),
+        "users.create",
+        "--input",
+        '{"email": "x"}',
+        env={"DATABASE_URL": database},
+    )
+    assert result.exit_code == 1
+    body = json.loads(result.stderr)
+    assert body["error"]["code"] == "validation_failed"
+    assert {d["path"] for d in body["error"]["details"]} == {"/email", "/name"}
+
+
+def test_call_unknown_action_is_a_usage_error() -> None:
+    result = run("call", str(REPO / "config.yaml"), "users.nope")
+    assert result.exit_code == 2
+    assert "no action named 'users.nope'" in result.output
+
+
+def test_migrate_applies_once_and_refuses_edited_migrations(
+    tmp_path: Path, empty_database: str
+) -> None:
+    config, _ = write_app(
+        tmp_path,
+        {},
+        migrations={
+            "001_a.sql": "CREATE TABLE a (id int);",
+            "002_b.sql": "CREATE TABLE b (id int);",
+        },
+    )
+    env = {"DATABASE_URL": empty_database}
+    (tmp_path / "config.yaml").write_text("app: m\ndatabase: {url: '${DATABASE_URL}'}\n")
+    first = run("migrate", str(config), env=env)
+    assert first.exit_code == 0, first.output
+    assert first.stdout.splitlines() == ["applied 001_a.sql", "applied 002_b.sql"]
+    assert (
+        run("migrate", str(config), env=env).stdout.strip()
+        == "nothing to apply: the database is up to date"
+    )
+    with psycopg.connect(empty_database) as conn:
+        rows = conn.execute(
+            "SELECT name, length(checksum) FROM actions_server.migrations WHERE scope = 'app' ORDER BY name"
+        ).fetchall()
+    assert rows == [("001_a.sql", 64), ("002_b.sql", 64)]
+
+    (tmp_path / "migrations" / "001_a.sql").write_text("CREATE TABLE a (id bigint);")
+    edited = run("migrate", str(config), env=env)
+    assert edited.exit_code == 1
+    assert "001_a.sql was changed after it was applied" in edited.output
+
+
+def test_a_failing_migration_names_file_and_line_and_applies_nothing(
+    tmp_path: Path, empty_database: str
+) -> None:
+    config, _ = write_app(
+        tmp_path,
+        {},
+        migrations={
+            "001_bad.sql": "CREATE TABLE ok (id int);\nCREATE TABLE broken (id nosuchtype);\n"
+        },
+    )
+    (tmp_path / "config.yaml").write_text("app: m\ndatabase: {url: '${DATABASE_URL}'}\n")
+    result = run("migrate", str(config), env={"DATABASE_URL": empty_database})
+    assert result.exit_code == 1
+    assert '001_bad.sql (line 2) failed: type "nosuchtype" does not exist' in result.output
+    with psycopg.connect(empty_database) as conn:
+        assert conn.execute("SELECT to_regclass('ok')").fetchone() == (None,)
+
+
+# --- a real `serve` process -----------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+class Served:
+    """A `python -m actions_server.cli ...` process whose output goes to a log file."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("w") as out:
+            self.process = subprocess.Popen(
+                [*CLI, *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_until_healthy(self, base: str, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"serve exited early ({self.process.returncode}):\n{self.output()}"
+                )
+            try:
+                if http("GET", base + "/healthz", timeout=1)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"serve did not become healthy:\n{self.output()}")
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+
+@pytest.fixture
+def example_copy(tmp_path: Path) -> Path:
+    for name in ("actions", "schemas", "migrations"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    return tmp_path
+
+
+@pytest.mark.timeout(120)
+def test_serve_on_the_embedded_database(example_copy: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    served = Served(
+        ["serve", "config.yaml", "--port", str(port)], example_copy, env, example_copy / "serve.log"
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        served.wait_until_healthy(base, seconds=90)
+        status, body = http(
+            "POST", base + "/users", {"email": "embedded@example.com", "name": "Em"}
+        )
+        assert status == 201, body
+        status, body = http("GET", base + "/users")
+        assert (status, body["total"]) == (200, 1)
+        assert (example_copy / ".actions-server" / "pgdata" / "PG_VERSION").exists()
+    finally:
+        code = served.stop()
+    assert code == 0, served.output()
+    assert "serving saas-example" in served.output()
+    # The embedded server stops with the last process that used it.
+    assert not (example_copy / ".actions-server" / "pgdata" / "postmaster.pid").exists()
+
+
+SLOW_MANIFEST = """
+module: slow
+actions:
+  - name: slow.wait
+    handler: PKG.handlers:wait
+    triggers: [{api: GET /wait}]
+  - name: slow.pid
+    handler: PKG.handlers:pid
+    triggers: [{api: GET /pid}]
+"""
+
+SLOW_HANDLERS = """
+import asyncio, os
+
+async def wait(input, ctx):
+    await asyncio.sleep(1.5)
+    return {"done": True}
+
+async def pid(input, ctx):
+    return {"pid": os.getpid()}
+"""
+
+
+@pytest.fixture
+def slow_app(tmp_path: Path) -> Path:
+    config, _ = write_app(
+        tmp_path,
+        {"slow.yaml": SLOW_MANIFEST},
+        SLOW_HANDLERS,
+        config="app: slow\ndatabase: {url: '${DATABASE_URL}'}\nserver: {shutdown_grace_seconds: 10}\n",
+    )
+    return config
+
+
+def serve_env(database: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": database}
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_lets_in_flight_requests_finish(slow_app: Path, database: str) -> None:
+    port = free_port()
+    served = Served(
+        ["serve", str(slow_app), "--port", str(port)],
+        slow_app.parent,
+        serve_env(database),
+        slow_app.parent / "serve.log",
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        served.wait_until_healthy(base)
+        result: dict[str, Any] = {}
+        thread = threading.Thread(target=lambda: result.update(answer=http("GET", base + "/wait")))
+        thread.start()
+        time.sleep(0.5)
+        served.process.send_signal(signal.SIGTERM)
+        thread.join(10)
+        assert result["answer"] == (200, {"done": True})
+    finally:
+        code = served.stop(20)
+    assert code == 0, served.output()
+    assert "shutting down" in served.output()
+
+
+@pytest.mark.timeout(90)
+def test_workers_share_one_port(slow_app: Path, database: str) -> None:
+    port = free_port()
+    args = ["serve", str(slow_app), "--port", str(port), "--workers", "2"]
+    served = Served(args, slow_app.parent, serve_env(database), slow_app.parent / "serve.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        served.wait_until_healthy(base)
+        pids = set()
+        deadline = time.monotonic() + 30
+        while len(pids) < 2 and time.monotonic() < deadline:
+            status, body = http("GET", base + "/pid")
+            if status == 200:
+                pids.add(body["pid"])
+        assert len(pids) == 2
+        assert served.process.pid not in pids
+    finally:
+        code = served.stop(30)
+    assert code == 0, served.output()

@@ -1,0 +1,1 @@
+"""Test helpers: real PostgreSQL servers, throwaway apps, an HTTP client."""

@@ -1,0 +1,105 @@
+"""Throwaway apps written to a temporary folder, served on a real socket.
+
+Each app gets a unique top-level package for its handlers, because Python
+caches imported modules by name for the whole test session.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from actions_server.config import Config, load_config
+from actions_server.http.app import create_app
+from actions_server.registry import Registry, load_registry
+from actions_server.runtime import Runtime, open_runtime
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_app(
+    folder: Path,
+    manifests: dict[str, str],
+    handlers: str = "",
+    *,
+    config: str = "",
+    schemas: dict[str, str] | None = None,
+    migrations: dict[str, str] | None = None,
+) -> tuple[Path, str]:
+    """Write an app; returns (config path, handler package name).
+
+    Manifests and handlers may say `PKG` where the handler package's name goes.
+    """
+    package = f"app_{uuid.uuid4().hex[:10]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / package).mkdir()
+    (folder / package / "__init__.py").write_text("")
+    (folder / package / "handlers.py").write_text(textwrap.dedent(handlers).replace("PKG", package))
+    (folder / "actions").mkdir(exist_ok=True)
+    for name, text in manifests.items():
+        (folder / "actions" / name).write_text(textwrap.dedent(text).replace("PKG", package))
+    for sub, files in (("schemas", schemas), ("migrations", migrations)):
+        (folder / sub).mkdir(exist_ok=True)
+        for name, text in (files or {}).items():
+            (folder / sub / name).write_text(textwrap.dedent(text))
+    body = textwrap.dedent(config) or "app: test-app\n"
+    (folder / "config.yaml").write_text(body)
+    return folder / "config.yaml", package
+
+
+class Client:
+    """A thin HTTP client bound to one server's base URL."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, runtime: Runtime) -> None:
+        self.session = session
+        self.base = base
+        self.runtime = runtime
+
+    async def request(
+        self, method: str, path: str, **kwargs: Any
+    ) -> tuple[int, Any, aiohttp.ClientResponse]:
+        async with self.session.request(method, self.base + path, **kwargs) as response:
+            raw = await response.read()
+            body: Any = None
+            if raw and response.content_type == "application/json":
+                body = await response.json()
+            elif raw:
+                body = raw.decode()
+            return response.status, body, response
+
+    async def get(self, path: str, **kw: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, **kw: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
+        return await self.request("POST", path, **kw)
+
+    async def patch(self, path: str, **kw: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
+        return await self.request("PATCH", path, **kw)
+
+    async def delete(self, path: str, **kw: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
+        return await self.request("DELETE", path, **kw)
+
+
+@asynccontextmanager
+async def serving(
+    config: Config | Path, dsn: str, *, registry: Registry | None = None
+) -> AsyncIterator[Client]:
+    """Serve the app on 127.0.0.1 (a real socket) against `dsn` and yield a client."""
+    if not isinstance(config, Config):
+        config = load_config(config, env={})
+    registry = registry or load_registry(config)
+    async with open_runtime(config, registry, dsn=dsn) as runtime:
+        server = TestServer(create_app(runtime), host="127.0.0.1")
+        await server.start_server()
+        try:
+            async with aiohttp.ClientSession() as session:
+                yield Client(session, str(server.make_url("")).rstrip("/"), runtime)
+        finally:
+            await server.close()

@@ -1,0 +1,72 @@
+"""Real PostgreSQL servers for tests.
+
+`ACTIONS_SERVER_TEST_DSN` names a server to use; without it an embedded one
+(pgserver) is started for the session. `ThrowawayPostgres` is a private server
+a test may stop and start again, to see what the app does while it is down.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+TEST_DSN_ENV = "ACTIONS_SERVER_TEST_DSN"
+REQUIRE_ENV = "ACTIONS_SERVER_REQUIRE_SERVICES"
+
+
+def services_required() -> bool:
+    return os.environ.get(REQUIRE_ENV, "") not in ("", "0", "false")
+
+
+def _runtime_dir() -> None:
+    # pgserver's lock file lives in XDG_RUNTIME_DIR, unset in CI containers.
+    if "XDG_RUNTIME_DIR" not in os.environ:
+        path = Path(tempfile.gettempdir()) / f"actions-server-tests-{os.getuid()}"
+        path.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(path)
+
+
+class ThrowawayPostgres:
+    """A private PostgreSQL 16 (pgserver's binaries) that can be stopped and restarted."""
+
+    def __init__(self, folder: Path) -> None:
+        _runtime_dir()
+        import pgserver.postgres_server as ps
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self._server: Any = ps.get_server(folder / "pgdata", cleanup_mode="delete")
+        info = self._server.get_postmaster_info()
+        self.pgdata: Path = self._server.pgdata
+        self.socket_dir: Path = info.socket_dir
+        self.dsn: str = self._server.get_uri()
+
+    def stop(self) -> None:
+        from pgserver import _commands
+
+        _commands.pg_ctl(
+            ["-w", "-m", "immediate", "stop"], pgdata=self.pgdata, user=self._server.system_user
+        )
+
+    def start(self) -> None:
+        from pgserver import _commands
+
+        _commands.pg_ctl(
+            [
+                "-w",
+                "-o",
+                '-h ""',
+                "-o",
+                f"-k {self.socket_dir}",
+                "-l",
+                str(self.pgdata / "log"),
+                "start",
+            ],
+            pgdata=self.pgdata,
+            user=self._server.system_user,
+            timeout=30,
+        )
+
+    def close(self) -> None:
+        self._server.cleanup()

@@ -1,0 +1,113 @@
+"""config.yaml: interpolation, typing of interpolated values, validation with lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from actions_server.config import interpolate, load_config
+from actions_server.errors import LoadError
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("${A}", {"A": "1"}, "1"),
+        ("${A:-x}", {}, "x"),
+        ("${A:-x}", {"A": ""}, "x"),
+        ("${A}", {"A": ""}, ""),
+        ("pre-${A}-${B:-b}-post", {"A": "a"}, "pre-a-b-post"),
+        ("cost: $$5", {}, "cost: $5"),
+        ("${A:-with:colon}", {}, "with:colon"),
+        ("no refs", {}, "no refs"),
+    ],
+)
+def test_interpolate(text: str, env: dict[str, str], expected: str) -> None:
+    assert interpolate(text, env) == (expected, [])
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "${MISSING}",
+            "environment variable MISSING is not set (give a default with ${MISSING:-value})",
+        ),
+        ("${1BAD}", "bad variable reference ${1BAD}: '1BAD' is not a variable name"),
+        ("${OPEN", "unclosed '${' (write '$$' for a literal '$')"),
+    ],
+)
+def test_interpolate_errors(text: str, error: str) -> None:
+    assert interpolate(text, {})[1] == [error]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_whole_value_references_take_the_schema_type(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'app: a\nserver: {port: "${PORT:-9000}", access_log: "${LOG:-false}"}\n'
+        "database: {url: '${DATABASE_URL:-embedded}', pool: {max: '${MAX}'}}\n",
+    )
+    config = load_config(path, env={"MAX": "3"})
+    assert config.server.port == 9000
+    assert config.server.access_log is False
+    assert config.database.pool.max == 3
+    assert config.database.is_embedded
+    assert (
+        load_config(path, env={"DATABASE_URL": "postgresql://h/db", "MAX": "3"}).database.url
+        == "postgresql://h/db"
+    )
+
+
+def test_secrets_that_look_like_numbers_stay_strings(tmp_path: Path) -> None:
+    path = write(tmp_path, "app: '${APP}'\n")
+    assert load_config(path, env={"APP": "12345"}).app == "12345"
+
+
+def test_every_problem_is_reported_with_its_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "app: a\n"
+        "server:\n"
+        "  port: high\n"
+        "  colour: blue\n"
+        "database:\n"
+        "  url: ${NOPE}\n"
+        "  pool: {min: 5, max: 2}\n"
+        "logging: {level: loud}\n",
+    )
+    with pytest.raises(LoadError) as caught:
+        load_config(path, env={})
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:6: database.url: environment variable NOPE is not set (give a default with ${{NOPE:-value}})",
+        f'{path}:3: server.port: "high" is not of type "integer"',
+        f"{path}:4: server: unknown key 'colour'",
+        f"{path}:8: logging.level: 'loud' is not one of: debug, info, warning, error",
+        f"{path}:7: database.pool.min is larger than max",
+    ]
+
+
+def test_missing_file_and_yaml_errors(tmp_path: Path) -> None:
+    with pytest.raises(LoadError) as caught:
+        load_config(tmp_path / "nope.yaml")
+    assert "cannot read" in str(caught.value.problems[0])
+    path = write(tmp_path, "app: [\n")
+    with pytest.raises(LoadError) as caught:
+        load_config(path)
+    assert str(caught.value.problems[0]).startswith(f"{path}:2: invalid YAML:")
+
+
+def test_app_is_required(tmp_path: Path) -> None:
+    with pytest.raises(LoadError) as caught:
+        load_config(write(tmp_path, "server: {}\n"))
+    assert [p.message for p in caught.value.problems] == ["missing required key 'app'"]
+
+
+def test_unquoted_dates_stay_strings(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "app: 2024-01-01\n")).app == "2024-01-01"

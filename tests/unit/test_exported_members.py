@@ -1,0 +1,56 @@
+"""`actions_server.__all__` is sorted and names exactly what the package exports (as httpx does)."""
+
+from __future__ import annotations
+
+import actions_server
+
+
+def test_all_is_sorted_and_complete() -> None:
+    exported = actions_server.__all__
+    assert exported == sorted(exported)
+    public = {name for name in vars(actions_server) if not name.startswith("_")}
+    submodules = {
+        "config",
+        "context",
+        "coercion",
+        "db",
+        "errors",
+        "jsonutil",
+        "manifests",
+        "sourcemap",
+        "validation",
+        "logs",
+        "executor",
+        "registry",
+        "http",
+        "runtime",
+        "serving",
+        "cli",
+    }
+    assert public - submodules == set(exported)
+
+
+def test_handler_errors_are_importable_with_their_status() -> None:
+    from actions_server import (
+        ActionError,
+        BadRequest,
+        Conflict,
+        Forbidden,
+        NotFound,
+        TooManyRequests,
+        Unauthorized,
+    )
+
+    assert [
+        e().status
+        for e in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests)
+    ] == [
+        400,
+        401,
+        403,
+        404,
+        409,
+        429,
+    ]
+    error = ActionError(402, "payment_required", "pay first")
+    assert (error.status, error.code, error.message) == (402, "payment_required", "pay first")
