@@ -6,13 +6,8 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +17,11 @@ from click.testing import CliRunner
 
 from actions_server.cli import main
 from support.apps import REPO, write_app
+from support.processes import Served, free_port, http
 
 pytestmark = pytest.mark.integration
 
 BROKEN = REPO / "tests" / "fixtures" / "broken_app" / "config.yaml"
-CLI = [sys.executable, "-m", "actions_server.cli"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Any:
@@ -170,64 +165,6 @@ def test_a_failing_migration_names_file_and_line_and_applies_nothing(
 
 
 # --- a real `serve` process -----------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-class Served:
-    """A `python -m actions_server.cli ...` process whose output goes to a log file."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with log.open("w") as out:
-            self.process = subprocess.Popen(
-                [*CLI, *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_until_healthy(self, base: str, seconds: float = 60) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"serve exited early ({self.process.returncode}):\n{self.output()}"
-                )
-            try:
-                if http("GET", base + "/healthz", timeout=1)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"serve did not become healthy:\n{self.output()}")
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
 
 
 @pytest.fixture

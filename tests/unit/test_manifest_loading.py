@@ -145,3 +145,13 @@ def test_duplicate_yaml_keys_are_reported(tmp_path: Path) -> None:
     with pytest.raises(LoadError) as caught:
         load_registry(load_config(config_path, env={}))
     assert [str(p) for p in caught.value.problems] == ["actions/m.yaml:2: duplicate key 'module'"]
+
+
+def test_a_guard_that_is_not_implemented_stops_the_load(tmp_path: Path) -> None:
+    manifest = "module: m\nguards: [authenticated]\nactions:\n  - {name: m.a, handler: PKG.handlers:create}\n"
+    config_path, _ = write_app(tmp_path, {"m.yaml": manifest}, HANDLERS)
+    with pytest.raises(LoadError) as caught:
+        load_registry(load_config(config_path, env={}))
+    assert [str(p) for p in caught.value.problems] == [
+        "actions/m.yaml:2: guards: 'authenticated' is not available yet in this version"
+    ]

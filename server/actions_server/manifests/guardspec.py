@@ -13,6 +13,9 @@ NO_ARGUMENT = frozenset({"authenticated", "in_org"})
 TEXT_ARGUMENT = frozenset({"has_permission", "has_role", "has_feature", "guard"})
 RATE_LIMIT_KEYS = ("user", "ip", "org")
 KNOWN = sorted(NO_ARGUMENT | TEXT_ARGUMENT | {"rate_limit"})
+# Guards whose checks exist. A manifest naming any other known guard does not
+# load: an action must never be served without the check its author asked for.
+IMPLEMENTED: frozenset[str] = frozenset()
 
 
 class GuardSyntaxError(ValueError):
@@ -29,6 +32,7 @@ def parse_guard(entry: Any) -> tuple[str, Any]:
         raise GuardSyntaxError("a guard is a name or a mapping with one key")
     if name not in KNOWN:
         raise GuardSyntaxError(f"unknown guard {name!r} (known: {', '.join(KNOWN)})")
+
     if name in NO_ARGUMENT:
         if argument not in (None, True):
             raise GuardSyntaxError(f"guard {name!r} takes no argument; write it as `- {name}`")

@@ -23,7 +23,7 @@ from ..errors import Problem
 from ..sourcemap import JsonPath, SourceDoc, SourceError, parse_file, schema_errors
 from ..validation import CompiledSchema
 from .cron import CronError, parse_cron
-from .guardspec import GuardSyntaxError, parse_guard
+from .guardspec import IMPLEMENTED, GuardSyntaxError, parse_guard
 from .imports import ImportProblem, import_callable
 from .model import (
     ActionSpec,
@@ -300,6 +300,9 @@ class _ModuleLoader:
                 except ImportProblem as exc:
                     self._problem(path, f"guard: {exc}")
                     continue
+            if name not in IMPLEMENTED:
+                self._problem(path, f"guards: {name!r} is not available yet in this version")
+                continue
             guards.append(GuardSpec(name=name, argument=argument, location=self._location(path)))
         return tuple(guards)
 

@@ -1,0 +1,36 @@
+# The two commands of the README, each making its own virtualenv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: serve test lint typecheck unit bench clean
+
+serve: $(VENV)/.installed-embedded  ## serve the example app on the embedded PostgreSQL
+	$(BIN)/actions-server serve config.yaml
+
+test: $(VENV)/.installed-dev  ## lint, type-check and run the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+unit: $(VENV)/.installed-dev
+	$(BIN)/pytest tests/unit
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/http_overhead.py
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-embedded: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e '.[embedded]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
