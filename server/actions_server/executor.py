@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import os
-import uuid
+import random
+import time
 from typing import Any
 
 import psycopg
@@ -31,12 +31,27 @@ from .manifests.model import ActionSpec
 log = logging.getLogger("actions_server.executor")
 
 
+# Ids must be unique, not secret: the process's PRNG (seeded from the OS at
+# start) makes them ~10x cheaper than os.urandom + uuid.UUID, which showed up in
+# profiles at several µs per request.
+_random_bits = random.getrandbits
+_RAND_B_MASK = (1 << 62) - 1
+
+
 def new_trace_id() -> str:
-    return os.urandom(16).hex()
+    """128 random bits as 32 hex digits (the W3C trace-id shape)."""
+    return f"{_random_bits(128):032x}"
 
 
 def new_run_id() -> str:
-    return str(uuid.UUID(bytes=os.urandom(16), version=4))
+    """A UUIDv7: time-ordered, so runs written to an index stay close together."""
+    unix_ms = time.time_ns() // 1_000_000
+    rand = _random_bits(74)
+    value = (
+        (unix_ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & _RAND_B_MASK)
+    )
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Executor:

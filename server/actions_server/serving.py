@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from .config import Config, load_config
-from .http.app import create_app
+from .http.app import create_server
 from .logs import configure_logging
 from .registry import load_registry
 from .runtime import open_runtime
@@ -57,14 +57,12 @@ async def serve_forever(
     async with open_runtime(
         config, registry, dsn=dsn, migrate=migrate, migrate_app=options.migrate_app
     ) as runtime:
-        app = create_app(runtime)
-        runner = web.AppRunner(
-            app,
-            handle_signals=False,
-            access_log=logging.getLogger("actions_server.access")
-            if config.server.access_log
-            else None,
-            shutdown_timeout=config.server.shutdown_grace_seconds,
+        access_log = (
+            logging.getLogger("actions_server.access") if config.server.access_log else None
+        )
+        server, _ = create_server(runtime, access_log=access_log)
+        runner = web.ServerRunner(
+            server, handle_signals=False, shutdown_timeout=config.server.shutdown_grace_seconds
         )
         await runner.setup()
         site = web.TCPSite(runner, options.host, options.port, reuse_port=options.workers > 1)
@@ -88,7 +86,7 @@ async def serve_forever(
             await runner.cleanup()
 
 
-def bound_port(runner: web.AppRunner) -> int | None:
+def bound_port(runner: web.BaseRunner) -> int | None:
     for address in runner.addresses:
         if isinstance(address, tuple):
             return int(address[1])

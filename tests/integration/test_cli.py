@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import threading
 import time
 from pathlib import Path
@@ -254,7 +253,7 @@ def test_sigterm_lets_in_flight_requests_finish(slow_app: Path, database: str) -
         thread = threading.Thread(target=lambda: result.update(answer=http("GET", base + "/wait")))
         thread.start()
         time.sleep(0.5)
-        served.process.send_signal(signal.SIGTERM)
+        served.terminate()
         thread.join(10)
         assert result["answer"] == (200, {"done": True})
     finally:

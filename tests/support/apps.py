@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import RawTestServer
 
 from actions_server.config import Config, load_config
-from actions_server.http.app import create_app
+from actions_server.http.app import create_server
 from actions_server.registry import Registry, load_registry
 from actions_server.runtime import Runtime, open_runtime
 
@@ -96,7 +96,8 @@ async def serving(
         config = load_config(config, env={})
     registry = registry or load_registry(config)
     async with open_runtime(config, registry, dsn=dsn) as runtime:
-        server = TestServer(create_app(runtime), host="127.0.0.1")
+        _, front = create_server(runtime)
+        server = RawTestServer(front.handle, host="127.0.0.1")
         await server.start_server()
         try:
             async with aiohttp.ClientSession() as session:

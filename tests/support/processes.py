@@ -40,6 +40,7 @@ class Served:
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
         self.log = log
+        self.terminated = False
         with log.open("w") as out:
             self.process = subprocess.Popen(
                 [*CLI, *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
@@ -63,9 +64,14 @@ class Served:
             time.sleep(0.1)
         raise AssertionError(f"serve did not become healthy:\n{self.output()}")
 
-    def stop(self, timeout: float = 60) -> int:
-        if self.process.poll() is None:
+    def terminate(self) -> None:
+        """Send SIGTERM once; a second one during shutdown would kill the process."""
+        if not self.terminated and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+            self.terminated = True
+
+    def stop(self, timeout: float = 60) -> int:
+        self.terminate()
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -1,15 +1,18 @@
-"""The aiohttp application: built-in endpoints, then every action route.
+"""The HTTP front: aiohttp's low-level server with one handler that routes itself.
 
-All action routes go through one catch-all handler that asks our own Router
-(not aiohttp's), so that a reload can swap the whole route table at once and
-404/405 answer in the one error body. The hot path per request: match the
-route, read the input, run the executor, write JSON; no middleware.
+Every request goes to `HttpFront.handle`, which answers the built-in endpoints
+from a dict and everything else through our Router. There is no
+`web.Application`: its router, middleware chain and signals cost about as much
+per request as all of actions-server's own work, and a reload must swap the
+whole route table at once anyway (see docs/performance.md). 404 and 405 answer
+in the one error body; every response carries `x-trace-id`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -30,6 +33,8 @@ TRACE_HEADER = "x-trace-id"
 _TRACE_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}\Z")
 _JSON = "application/json"
 
+Endpoint = Callable[[web.BaseRequest, str], Awaitable[web.StreamResponse]]
+
 
 class HttpFront:
     """Turns requests into executor runs; holds the current route table."""
@@ -38,6 +43,7 @@ class HttpFront:
         self.runtime = runtime
         self.max_body = runtime.config.server.max_body_bytes
         self.router = Router(runtime.registry.routes)
+        self.builtins: dict[str, Endpoint] = {"/healthz": self.healthz, "/readyz": self.readyz}
 
     def use_registry(self, registry: Registry) -> None:
         """Serve `registry` from the next request on (in-flight requests finish on the old one)."""
@@ -45,11 +51,15 @@ class HttpFront:
         self.runtime.registry = registry
         self.router = router
 
-    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         incoming = request.headers.get(TRACE_HEADER)
         trace_id = incoming if incoming and _TRACE_ID.match(incoming) else new_trace_id()
+        path = request.raw_path.partition("?")[0]
+        builtin = self.builtins.get(path)
+        if builtin is not None and request.method in ("GET", "HEAD"):
+            return await builtin(request, trace_id)
         try:
-            route, params = self.router.match(request.method, request.raw_path.partition("?")[0])
+            route, params = self.router.match(request.method, path)
             payload = await read_input(request, route.action, params, self.max_body)
             output = await self.runtime.executor.run(
                 route.action, payload, trigger="api", trace_id=trace_id
@@ -62,44 +72,31 @@ class HttpFront:
         if output is None:
             status = 204 if route.status == 200 else route.status
             return web.Response(status=status, headers={TRACE_HEADER: trace_id})
-        return web.Response(
-            body=dumps(output),
-            status=route.status,
-            content_type=_JSON,
-            headers={TRACE_HEADER: trace_id},
-        )
+        return json_response(output, route.status, trace_id)
 
-    async def healthz(self, request: web.Request) -> web.Response:
-        return json_response({"status": "ok"}, 200, new_trace_id())
+    async def healthz(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
+        return json_response({"status": "ok"}, 200, trace_id)
 
-    async def readyz(self, request: web.Request) -> web.Response:
-        trace_id = new_trace_id()
+    async def readyz(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
         if await self.runtime.database.ping():
             return json_response({"status": "ready"}, 200, trace_id)
         return json_response({"status": "database unavailable"}, 503, trace_id)
 
 
 def json_response(data: Any, status: int, trace_id: str) -> web.Response:
-    return web.Response(
-        body=dumps(data), status=status, content_type=_JSON, headers={TRACE_HEADER: trace_id}
-    )
+    headers = {"Content-Type": _JSON, TRACE_HEADER: trace_id}
+    return web.Response(body=dumps(data), status=status, headers=headers)
 
 
 def error_response(error: ActionError, trace_id: str) -> web.Response:
-    headers = {TRACE_HEADER: trace_id, **error.headers}
-    return web.Response(
-        body=error_json(error, trace_id), status=error.status, content_type=_JSON, headers=headers
-    )
+    headers = {"Content-Type": _JSON, TRACE_HEADER: trace_id, **error.headers}
+    return web.Response(body=error_json(error, trace_id), status=error.status, headers=headers)
 
 
-FRONT = web.AppKey("front", HttpFront)
+def create_server(runtime: Runtime, **kwargs: Any) -> tuple[web.Server, HttpFront]:
+    """The aiohttp server for `runtime` and the front that answers it.
 
-
-def create_app(runtime: Runtime) -> web.Application:
-    app = web.Application(client_max_size=runtime.config.server.max_body_bytes)
+    `kwargs` go to aiohttp's request handler (access_log, keepalive_timeout, ...).
+    """
     front = HttpFront(runtime)
-    app[FRONT] = front
-    app.router.add_get("/healthz", front.healthz, allow_head=True)
-    app.router.add_get("/readyz", front.readyz, allow_head=True)
-    app.router.add_route("*", "/{tail:.*}", front.dispatch)
-    return app
+    return web.Server(front.handle, **kwargs), front

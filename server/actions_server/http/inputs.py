@@ -27,7 +27,7 @@ def is_json(content_type: str) -> bool:
 
 
 async def read_input(
-    request: web.Request, action: ActionSpec, params: dict[str, str], max_body: int
+    request: web.BaseRequest, action: ActionSpec, params: dict[str, str], max_body: int
 ) -> dict[str, Any]:
     schema = action.input
     plan = schema.plan if schema is not None else None
@@ -52,19 +52,34 @@ def _put(payload: dict[str, Any], plan: ObjectPlan | None, key: str, values: lis
         payload[key] = value
 
 
-async def _read_json_object(request: web.Request, max_body: int) -> dict[str, Any]:
+async def read_body(request: web.BaseRequest, limit: int) -> bytes:
+    """The whole body, refusing (413) as soon as it is known to exceed `limit` bytes."""
     length = request.content_length
-    if length is not None and length > max_body:
-        raise PayloadTooLarge(f"the body is {length} bytes; the limit is {max_body}")
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+
+
+async def _read_json_object(request: web.BaseRequest, max_body: int) -> dict[str, Any]:
     content_type = request.content_type
     if not is_json(content_type):
+        if request.content_length is not None and request.content_length > max_body:
+            raise PayloadTooLarge(
+                f"the body is {request.content_length} bytes; the limit is {max_body}"
+            )
         raise UnsupportedMediaType(
             f"the body must be JSON (Content-Type: application/json), not {content_type!r}"
         )
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"the body is larger than the limit of {max_body} bytes") from None
+    body = await read_body(request, max_body)
     if not body.strip():
         return {}
     try:

@@ -1,0 +1,13 @@
+"""Handlers of the benchmark app: the same work as the raw aiohttp baseline."""
+
+from typing import Any
+
+HELLO = {"message": "Hello, world!"}
+
+
+async def hello(input: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    return HELLO
+
+
+async def echo(input: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    return input
