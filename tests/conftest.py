@@ -96,8 +96,18 @@ def empty_database(server_dsn: str) -> Iterator[str]:
 
 @pytest.fixture
 async def example_client(example_config: Config, database: str) -> AsyncIterator[Client]:
+    """The example app, called anonymously."""
     async with serving(example_config, database) as client:
         yield client
+
+
+ADMIN_ID = "00000000-0000-4000-8000-00000000ad01"
+
+
+@pytest.fixture
+def admin_client(example_client: Client) -> Client:
+    """The example app, called with a token of the `admin` role."""
+    return example_client.as_(example_client.token(ADMIN_ID, roles=("admin",)))
 
 
 @pytest.fixture

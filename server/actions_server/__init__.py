@@ -4,6 +4,7 @@ Handlers import what they need from here: the errors they may raise and the
 types of `ctx`.
 """
 
+from .auth import AuthContext, Principal
 from .context import Context, RunInfo, RunLogger
 from .db.query import QueryError
 from .db.session import DbSession, TableQuery
@@ -24,6 +25,7 @@ from .errors import (
 __all__ = [
     "ActionError",
     "ActionsServerError",
+    "AuthContext",
     "BadRequest",
     "Conflict",
     "Context",
@@ -32,6 +34,7 @@ __all__ = [
     "Forbidden",
     "LoadError",
     "NotFound",
+    "Principal",
     "Problem",
     "QueryError",
     "RunInfo",

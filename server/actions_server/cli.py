@@ -128,23 +128,60 @@ def routes_command(config_file: Path) -> None:
     show_default=True,
     help="The input as JSON; '-' reads stdin, '@FILE' reads a file.",
 )
+@click.option("--user", "user_id", help="Run as this user id (guards see an authenticated user).")
+@click.option("--role", "roles", multiple=True, help="A role of --user (repeatable).")
+@click.option(
+    "--permission", "permissions", multiple=True, help="A permission of --user (repeatable)."
+)
+@click.option("--org", "org_id", help="The org to act in, as the x-org-id header would name it.")
+@click.option("--system", is_flag=True, help="Run as the system principal, as cron does.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply the app's pending migrations.")
-def call_command(config_file: Path, action: str, input_text: str, no_migrate: bool) -> None:
-    """Run ACTION once without HTTP and print its output as JSON."""
+def call_command(
+    config_file: Path,
+    action: str,
+    input_text: str,
+    user_id: str | None,
+    roles: tuple[str, ...],
+    permissions: tuple[str, ...],
+    org_id: str | None,
+    system: bool,
+    no_migrate: bool,
+) -> None:
+    """Run ACTION once without HTTP and print its output as JSON.
+
+    Without --user or --system it runs as an anonymous caller, so guards apply
+    exactly as they would to an HTTP request without a token.
+    """
+    from .auth import SYSTEM, USER_KIND, Principal
+    from .guards import Caller
     from .runtime import open_runtime, resolve_dsn
 
+    if system and user_id:
+        raise click.UsageError("--system and --user exclude each other")
+    if (roles or permissions) and not user_id:
+        raise click.UsageError("--role and --permission need --user")
     with user_errors():
         config, registry = _load(config_file)
         spec = registry.action(action)
         if spec is None:
             raise click.BadParameter(f"no action named {action!r}", param_hint="ACTION")
         payload = _parse_input(input_text)
+        principal = SYSTEM if system else Principal()
+        if user_id:
+            principal = Principal(
+                kind=USER_KIND,
+                user_id=user_id,
+                roles=frozenset(roles),
+                permissions=frozenset(permissions),
+                claims={"sub": user_id},
+            )
+        caller = Caller(principal=principal, org_header=org_id)
 
         async def call() -> Any:
             async with open_runtime(
                 config, registry, dsn=resolve_dsn(config), migrate_app=not no_migrate
             ) as rt:
-                return await rt.executor.run(spec, payload, trigger="cli")
+                return await rt.executor.run(spec, payload, trigger="cli", caller=caller)
 
         try:
             output = run_loop(call())
@@ -152,6 +189,35 @@ def call_command(config_file: Path, action: str, input_text: str, no_migrate: bo
             click.echo(dumps_pretty(error_body(exc, "cli")), err=True)
             sys.exit(1)
     click.echo(dumps_pretty(output))
+
+
+@main.command("token")
+@config_argument
+@click.option("--user", "user_id", required=True, help="The token's subject (sub).")
+@click.option("--role", "roles", multiple=True, help="A role to grant (repeatable).")
+@click.option(
+    "--permission", "permissions", multiple=True, help="A permission to grant (repeatable)."
+)
+@click.option("--ttl", "ttl_seconds", type=click.IntRange(min=1), default=3600, show_default=True)
+def token_command(
+    config_file: Path,
+    user_id: str,
+    roles: tuple[str, ...],
+    permissions: tuple[str, ...],
+    ttl_seconds: int,
+) -> None:
+    """Print a bearer token signed with the config's auth.jwt key (for operators and curl)."""
+    from .auth import AuthSetupError, TokenIssuer
+
+    with user_errors():
+        config = load_config(config_file)
+        try:
+            token = TokenIssuer(config.auth.jwt).issue(
+                user_id, roles=roles, permissions=permissions, ttl_seconds=ttl_seconds
+            )
+        except AuthSetupError as exc:
+            raise click.UsageError(str(exc)) from None
+    click.echo(token)
 
 
 def _parse_input(text: str) -> Any:
@@ -175,7 +241,10 @@ def migrate_command(config_file: Path) -> None:
     with user_errors():
         config = load_config(config_file)
         configure_logging(config.logging.level, config.logging.format)
-        applied = run_loop(apply_migrations(resolve_dsn(config), config.migrations))
+        migration = apply_migrations(
+            resolve_dsn(config), config.migrations, run_role=config.database.role
+        )
+        applied = run_loop(migration)
     app_applied = [name.split(":", 1)[1] for name in applied if name.startswith("app:")]
     for name in app_applied:
         click.echo(f"applied {name}")

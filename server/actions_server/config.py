@@ -10,6 +10,8 @@ way is reported with the file and line; none stops the search for the next.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -39,6 +41,7 @@ class ServerConfig:
     max_body_bytes: int = 10 * 1024 * 1024
     shutdown_grace_seconds: float = 30.0
     access_log: bool = False
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,10 +56,50 @@ class DatabaseConfig:
     url: str = EMBEDDED
     pool: PoolConfig = field(default_factory=PoolConfig)
     statement_timeout_seconds: float | None = None
+    role: str | None = None  # SET LOCAL ROLE for every run, so RLS applies
 
     @property
     def is_embedded(self) -> bool:
         return self.url == EMBEDDED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JwtConfig:
+    secret: str | None = None
+    public_key: str | None = None  # PEM text, read from a file when a path was given
+    private_key: str | None = None
+    jwks: Mapping[str, Any] | None = None  # the parsed JWKS file
+    algorithms: tuple[str, ...] = ("HS256",)
+    audience: str | None = None
+    issuer: str | None = None
+    leeway_seconds: float = 10.0
+    cache_size: int = 10_000
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.algorithms)
+
+    @property
+    def is_hmac(self) -> bool:
+        return self.configured and all(a.startswith("HS") for a in self.algorithms)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrgTables:
+    """Where `in_org` and `has_feature` look (the seed's tables by default)."""
+
+    organizations: str = "organizations"
+    memberships: str = "org_memberships"
+    subscriptions: str = "subscriptions"
+    plan_features: str = "plan_features"
+    id_format: str = "uuid"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthConfig:
+    jwt: JwtConfig = field(default_factory=JwtConfig)
+    roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    orgs: OrgTables = field(default_factory=OrgTables)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +127,7 @@ class Config:
     migrations: Path | None = None
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     # Sections whose features land later are kept as validated mappings.
@@ -250,6 +294,16 @@ def config_from_doc(doc: SourceDoc, file: Path, env: Mapping[str, str]) -> Confi
         problems.append(doc.problem((), "the config must be a mapping of keys to values"))
         raise LoadError(problems)
     problems.extend(schema_problems(doc, data, _config_validator()))
+    for index, entry in enumerate(data.get("server", {}).get("trusted_proxies", [])):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            path = ("server", "trusted_proxies", index)
+            problems.append(
+                doc.problem(
+                    path, f"server.trusted_proxies: {entry!r} is not an address or CIDR range"
+                )
+            )
     pool = data.get("database", {}).get("pool", {})
     if pool.get("min", 1) > pool.get("max", 10):
         problems.append(
@@ -257,10 +311,15 @@ def config_from_doc(doc: SourceDoc, file: Path, env: Mapping[str, str]) -> Confi
         )
     if problems:
         raise LoadError(problems)
-    return _build(data, file, doc.lines)
+    jwt, jwt_problems = _jwt_config(data.get("auth", {}).get("jwt", {}), file.parent, doc)
+    if jwt_problems:
+        raise LoadError(jwt_problems)
+    return _build(data, file, doc.lines, jwt)
 
 
-def _build(data: dict[str, Any], file: Path, lines: Mapping[JsonPath, int]) -> Config:
+def _build(
+    data: dict[str, Any], file: Path, lines: Mapping[JsonPath, int], jwt: JwtConfig
+) -> Config:
     root = file.parent
 
     def folder(key: str, default: str) -> Path | None:
@@ -270,6 +329,7 @@ def _build(data: dict[str, Any], file: Path, lines: Mapping[JsonPath, int]) -> C
     server = data.get("server", {})
     database = data.get("database", {})
     pool = database.get("pool", {})
+    auth = data.get("auth", {})
     typed = {
         "app",
         "actions",
@@ -277,6 +337,7 @@ def _build(data: dict[str, Any], file: Path, lines: Mapping[JsonPath, int]) -> C
         "migrations",
         "server",
         "database",
+        "auth",
         "logging",
         "dashboard",
     }
@@ -287,14 +348,109 @@ def _build(data: dict[str, Any], file: Path, lines: Mapping[JsonPath, int]) -> C
         actions=tuple(data.get("actions", ["actions/"])),
         schemas=folder("schemas", "schemas/"),
         migrations=folder("migrations", "migrations/"),
-        server=ServerConfig(**server),
+        server=ServerConfig(
+            **{**server, "trusted_proxies": tuple(server.get("trusted_proxies", ()))}
+        ),
         database=DatabaseConfig(
             url=database.get("url", EMBEDDED),
             pool=PoolConfig(**pool),
             statement_timeout_seconds=database.get("statement_timeout_seconds"),
+            role=database.get("role"),
+        ),
+        auth=AuthConfig(
+            jwt=jwt,
+            roles={role: tuple(perms) for role, perms in auth.get("roles", {}).items()},
+            orgs=OrgTables(**auth.get("orgs", {})),
         ),
         logging=LoggingConfig(**data.get("logging", {})),
         dashboard=DashboardConfig(**data.get("dashboard", {})),
         sections={k: v for k, v in data.items() if k not in typed and isinstance(v, dict)},
         lines=lines,
     )
+
+
+# --- auth.jwt: keys and algorithms --------------------------------------------------
+
+_HASH_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+
+
+def _jwt_config(
+    raw: Mapping[str, Any], root: Path, doc: SourceDoc
+) -> tuple[JwtConfig, list[Problem]]:
+    """Check that the algorithms and keys fit together, and read key files.
+
+    HMAC and public-key algorithms are never mixed in one config: a verifier that
+    accepts both is open to algorithm confusion (an RS public key used as an HS
+    secret).
+    """
+    if not raw:
+        return JwtConfig(algorithms=()), []  # no tokens are accepted or issued
+    at = ("auth", "jwt")
+    problems: list[Problem] = []
+    algorithms = tuple(raw.get("algorithms", ("HS256",)))
+    hmac = [a for a in algorithms if a.startswith("HS")]
+    if hmac and len(hmac) != len(algorithms):
+        problems.append(
+            doc.problem(
+                (*at, "algorithms"),
+                "auth.jwt.algorithms mixes HS* with public-key "
+                "algorithms, which invites algorithm confusion; use one family",
+            )
+        )
+    values: dict[str, Any] = {}
+    for key in ("public_key", "private_key"):
+        text = raw.get(key)
+        if text and not text.lstrip().startswith("-----BEGIN"):
+            path = (root / text).resolve()
+            try:
+                text = path.read_text()
+            except OSError as exc:
+                problems.append(
+                    doc.problem((*at, key), f"auth.jwt.{key}: cannot read {text}: {exc.strerror}")
+                )
+                text = None
+        values[key] = text
+    jwks = None
+    if raw.get("jwks_file"):
+        try:
+            jwks = json.loads((root / raw["jwks_file"]).read_text())
+        except (OSError, ValueError) as exc:
+            problems.append(
+                doc.problem((*at, "jwks_file"), f"auth.jwt.jwks_file: cannot read a JWKS: {exc}")
+            )
+    secret = raw.get("secret")
+    if hmac:
+        if not secret:
+            problems.append(doc.problem(at, f"auth.jwt: {hmac[0]} needs a secret"))
+        else:
+            need = max(_HASH_BYTES[a] for a in hmac)
+            if len(secret.encode()) < need:
+                problems.append(
+                    doc.problem(
+                        (*at, "secret"),
+                        f"auth.jwt.secret is {len(secret.encode())} bytes; "
+                        f"{'/'.join(hmac)} needs at least {need}",
+                    )
+                )
+            if secret.lstrip().startswith("-----BEGIN"):
+                problems.append(
+                    doc.problem(
+                        (*at, "secret"),
+                        "auth.jwt.secret looks like a PEM key; "
+                        "an HMAC secret must not be a public key (algorithm confusion)",
+                    )
+                )
+    elif not values["public_key"] and jwks is None and not problems:
+        problems.append(doc.problem(at, f"auth.jwt: {algorithms[0]} needs public_key or jwks_file"))
+    config = JwtConfig(
+        secret=secret,
+        public_key=values["public_key"],
+        private_key=values["private_key"],
+        jwks=jwks,
+        algorithms=algorithms,
+        audience=raw.get("audience"),
+        issuer=raw.get("issuer"),
+        leeway_seconds=raw.get("leeway_seconds", 10.0),
+        cache_size=raw.get("cache_size", 10_000),
+    )
+    return config, problems

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from .auth import AuthContext
 from .db.session import DbSession
 
 _action_log = logging.getLogger("actions_server.action")
@@ -70,13 +71,14 @@ class RunLogger:
 
 
 class Context:
-    """What a handler can reach: `db`, `logger`, `run` (more arrive with their features)."""
+    """What a handler can reach: `db`, `auth`, `logger`, `run` (more arrive with their features)."""
 
-    __slots__ = ("_logger", "db", "run")
+    __slots__ = ("_logger", "auth", "db", "run")
 
-    def __init__(self, *, db: DbSession, run: RunInfo) -> None:
+    def __init__(self, *, db: DbSession, run: RunInfo, auth: AuthContext) -> None:
         self.db = db
         self.run = run
+        self.auth = auth
         self._logger: RunLogger | None = None
 
     @property

@@ -21,14 +21,19 @@ from typing import Any
 
 import psycopg
 
+from .auth import Auth, AuthContext
 from .context import Context, RunInfo
 from .db.errors import map_database_error
 from .db.pool import Database
 from .db.session import DbSession
 from .errors import ActionError, DatabaseUnavailable, InternalError, ValidationFailed
+from .guards import Caller, Guard, GuardCall, GuardFactory
 from .manifests.model import ActionSpec
+from .registry import Registry
 
 log = logging.getLogger("actions_server.executor")
+
+NOBODY = Caller()  # an anonymous caller with nothing known about it
 
 
 # Ids must be unique, not secret: the process's PRNG (seeded from the OS at
@@ -55,10 +60,30 @@ def new_run_id() -> str:
 
 
 class Executor:
-    """Runs actions against one database."""
+    """Runs actions against one database, behind their guards."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(
+        self, database: Database, auth: Auth, guards: GuardFactory, *, role: str | None = None
+    ) -> None:
         self.database = database
+        self.auth = auth
+        self.guard_factory = guards
+        self.role = role
+        self._guards: dict[str, tuple[ActionSpec, tuple[Guard, ...]]] = {}
+
+    def use_registry(self, registry: Registry) -> None:
+        """Build every action's guards once, ahead of the first request."""
+        self._guards = {
+            a.name: (a, self.guard_factory.compile(a)) for a in registry.actions.values()
+        }
+
+    def guards_of(self, action: ActionSpec) -> tuple[Guard, ...]:
+        known = self._guards.get(action.name)
+        if known is not None and known[0] is action:
+            return known[1]
+        guards = self.guard_factory.compile(action)
+        self._guards[action.name] = (action, guards)
+        return guards
 
     async def run(
         self,
@@ -66,10 +91,11 @@ class Executor:
         payload: Any,
         *,
         trigger: str,
+        caller: Caller = NOBODY,
         trace_id: str | None = None,
         parent_id: str | None = None,
     ) -> Any:
-        """Run `action` with `payload`; its output, or an ActionError."""
+        """Run `action` with `payload` for `caller`; its output, or an ActionError."""
         run = RunInfo(
             id=new_run_id(),
             trace_id=trace_id or new_trace_id(),
@@ -77,34 +103,23 @@ class Executor:
             trigger=trigger,
             parent_id=parent_id,
         )
-        schema = action.input
-        if schema is not None:
-            if schema.defaults and isinstance(payload, dict):
-                for key, value in schema.defaults.items():
-                    if key not in payload:
-                        payload[key] = copy.deepcopy(value)
-            errors = schema.errors(payload)
-            if errors:
-                raise ValidationFailed(details=errors)
-        session = DbSession(self.database, transactional=action.transaction)
-        ctx = Context(db=session, run=run)
+        principal = caller.principal
+        session = DbSession(self.database, transactional=action.transaction, role=self.role)
+        if principal.user_id is not None:
+            session.set_local("app.user_id", principal.user_id)
+        if principal.org_id is not None:
+            session.set_local("app.org_id", principal.org_id)
+        ctx = Context(db=session, run=run, auth=AuthContext(self.auth, principal))
         try:
+            guards = self.guards_of(action)
+            if guards:
+                call = GuardCall(ctx=ctx, caller=caller, payload=payload, action=action)
+                for guard in guards:
+                    await guard(call)
+            _check_input(action, payload)
             output = await action.handler(payload, ctx)
             if action.output is not None:
-                errors = action.output.errors(output)
-                if errors:
-                    log.error(
-                        "output does not match the output schema",
-                        extra={
-                            "action": action.name,
-                            "trace_id": run.trace_id,
-                            "run_id": run.id,
-                            "fields": {"errors": [e.to_json() for e in errors]},
-                        },
-                    )
-                    raise InternalError(
-                        "the action produced an invalid output", code="invalid_output"
-                    )
+                _check_output(action, output, run)
         except BaseException as exc:
             await self._abandon(session, run)
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
@@ -146,3 +161,32 @@ class Executor:
             extra={"action": run.action, "trace_id": run.trace_id, "run_id": run.id},
         )
         return InternalError(f"internal error; see the server log for trace id {run.trace_id}")
+
+
+def _check_input(action: ActionSpec, payload: Any) -> None:
+    schema = action.input
+    if schema is None:
+        return
+    if schema.defaults and isinstance(payload, dict):
+        for key, value in schema.defaults.items():
+            if key not in payload:
+                payload[key] = copy.deepcopy(value)
+    errors = schema.errors(payload)
+    if errors:
+        raise ValidationFailed(details=errors)
+
+
+def _check_output(action: ActionSpec, output: Any, run: RunInfo) -> None:
+    assert action.output is not None
+    errors = action.output.errors(output)
+    if errors:
+        log.error(
+            "output does not match the output schema",
+            extra={
+                "action": action.name,
+                "trace_id": run.trace_id,
+                "run_id": run.id,
+                "fields": {"errors": [e.to_json() for e in errors]},
+            },
+        )
+        raise InternalError("the action produced an invalid output", code="invalid_output")

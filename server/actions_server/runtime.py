@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from .auth import Auth
 from .config import Config
 from .db.embedded import start_embedded
 from .db.migrate import apply_migrations
 from .db.pool import Database
 from .executor import Executor
+from .guards import GuardFactory
 from .registry import Registry
 
 
@@ -47,7 +49,9 @@ async def open_runtime(
     open the pool, and yield the Runtime; close everything on the way out."""
     async with AsyncExitStack() as stack:
         if migrate:
-            await apply_migrations(dsn, config.migrations if migrate_app else None)
+            await apply_migrations(
+                dsn, config.migrations if migrate_app else None, run_role=config.database.role
+            )
         pool = config.database.pool
         database = Database(
             dsn,
@@ -59,6 +63,7 @@ async def open_runtime(
         )
         await database.open()
         stack.push_async_callback(database.close)
-        yield Runtime(
-            config=config, registry=registry, database=database, executor=Executor(database)
-        )
+        guards = GuardFactory(database, config.auth.orgs, config.root)
+        executor = Executor(database, Auth(config.auth), guards, role=config.database.role)
+        executor.use_registry(registry)
+        yield Runtime(config=config, registry=registry, database=database, executor=executor)

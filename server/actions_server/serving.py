@@ -99,7 +99,8 @@ def serve(config: Config, dsn: str, options: ServeOptions) -> int:
         return 0
     from .db.migrate import apply_migrations
 
-    run_loop(apply_migrations(dsn, config.migrations if options.migrate_app else None))
+    folder = config.migrations if options.migrate_app else None
+    run_loop(apply_migrations(dsn, folder, run_role=config.database.role))
     port = options.port or _free_port(options.host)
     child_options = ServeOptions(
         host=options.host, port=port, workers=options.workers, migrate_app=False

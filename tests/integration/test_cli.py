@@ -30,7 +30,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> Any:
 def test_validate_ok() -> None:
     result = run("validate", str(REPO / "config.yaml"))
     assert result.exit_code == 0
-    assert result.output.strip() == "ok: saas-example: 5 actions in 1 modules, 5 routes"
+    assert result.output.strip() == "ok: saas-example: 16 actions in 4 modules, 16 routes"
 
 
 def test_validate_lists_problems_and_exits_1() -> None:
@@ -51,13 +51,15 @@ def test_validate_reports_config_problems(tmp_path: Path) -> None:
 def test_routes_prints_a_table() -> None:
     result = run("routes", str(REPO / "config.yaml"))
     assert result.exit_code == 0
-    assert result.output.splitlines() == [
-        "METHOD  PATH         ACTION        GUARDS",
-        "GET     /users       users.list    -",
-        "POST    /users       users.create  -",
-        "DELETE  /users/{id}  users.delete  -",
-        "GET     /users/{id}  users.get     -",
-        "PATCH   /users/{id}  users.update  -",
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["METHOD", "PATH", "ACTION", "GUARDS"]
+    assert [line.split(None, 3) for line in lines if "/users" in line or "/auth/login" in line] == [
+        ["POST", "/auth/login", "auth.login", "rate_limit: 10/60s per ip"],
+        ["GET", "/users", "users.list", "authenticated"],
+        ["POST", "/users", "users.create", "authenticated, has_permission: users:create"],
+        ["DELETE", "/users/{id}", "users.delete", "authenticated, has_permission: users:delete"],
+        ["GET", "/users/{id}", "users.get", "authenticated"],
+        ["PATCH", "/users/{id}", "users.update", "authenticated"],
     ]
 
 
@@ -67,12 +69,16 @@ def test_schema_prints_the_manifest_schema() -> None:
     assert json.loads(result.output)["title"] == "actions-server manifest"
 
 
+ADMIN = ("--user", "00000000-0000-4000-8000-00000000ad01", "--role", "admin")
+
+
 def test_call_runs_an_action_and_prints_json(database: str) -> None:
     env = {"DATABASE_URL": database}
     result = run(
         "call",
         str(REPO / "config.yaml"),
         "users.create",
+        *ADMIN,
         "--input",
         '{"email": "cli@example.com", "name": "Cli"}',
         env=env,
@@ -85,6 +91,8 @@ def test_call_runs_an_action_and_prints_json(database: str) -> None:
         "call",
         str(REPO / "config.yaml"),
         "users.get",
+        "--user",
+        created["id"],
         "--input",
         json.dumps({"id": created["id"]}),
         env=env,
@@ -92,11 +100,38 @@ def test_call_runs_an_action_and_prints_json(database: str) -> None:
     assert json.loads(result.stdout)["user"] == created
 
 
+def test_call_applies_guards_like_http(database: str) -> None:
+    env = {"DATABASE_URL": database}
+    config = str(REPO / "config.yaml")
+    anonymous = run("call", config, "users.list", env=env)
+    assert anonymous.exit_code == 1
+    assert json.loads(anonymous.stderr)["error"]["code"] == "unauthenticated"
+    no_permission = run(
+        "call",
+        config,
+        "users.create",
+        "--user",
+        "00000000-0000-4000-8000-000000000001",
+        "--input",
+        '{"email": "a@b.co", "name": "A"}',
+        env=env,
+    )
+    assert json.loads(no_permission.stderr)["error"] == {
+        "code": "forbidden",
+        "message": "missing permission 'users:create'",
+        "details": [],
+        "trace_id": "cli",
+    }
+    system = run("call", config, "users.list", "--system", env=env)
+    assert json.loads(system.stderr)["error"]["code"] == "unauthenticated"
+
+
 def test_call_failure_prints_the_error_body_and_exits_1(database: str) -> None:
     result = run(
         "call",
         str(REPO / "config.yaml"),
         "users.create",
+        *ADMIN,
         "--input",
         '{"email": "x"}',
         env={"DATABASE_URL": database},
@@ -184,12 +219,13 @@ def test_serve_on_the_embedded_database(example_copy: Path) -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         served.wait_until_healthy(base, seconds=90)
-        status, body = http(
-            "POST", base + "/users", {"email": "embedded@example.com", "name": "Em"}
-        )
+        signup = {"email": "embedded@example.com", "password": "correct horse", "name": "Em"}
+        status, body = http("POST", base + "/auth/signup", signup)
         assert status == 201, body
-        status, body = http("GET", base + "/users")
-        assert (status, body["total"]) == (200, 1)
+        status, me = http("GET", base + "/auth/me", token=body["token"])
+        assert (status, me["user"]["email"], me["orgs"]) == (200, "embedded@example.com", [])
+        status, body = http("POST", base + "/orgs", {"name": "Acme"}, token=body["token"])
+        assert status == 201, body
         assert (example_copy / ".actions-server" / "pgdata" / "PG_VERSION").exists()
     finally:
         code = served.stop()

@@ -57,14 +57,41 @@ def write_app(
 class Client:
     """A thin HTTP client bound to one server's base URL."""
 
-    def __init__(self, session: aiohttp.ClientSession, base: str, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base: str,
+        runtime: Runtime,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.session = session
         self.base = base
         self.runtime = runtime
+        self.headers = headers or {}
+
+    def as_(self, token: str | None = None, **headers: str) -> Client:
+        """The same server, sending `Authorization: Bearer token` and other headers."""
+        extra = {k.replace("_", "-"): v for k, v in headers.items()}
+        if token is not None:
+            extra["Authorization"] = f"Bearer {token}"
+        return Client(self.session, self.base, self.runtime, {**self.headers, **extra})
+
+    def token(
+        self,
+        user_id: str,
+        *,
+        roles: tuple[str, ...] = (),
+        permissions: tuple[str, ...] = (),
+        ttl_seconds: int = 600,
+    ) -> str:
+        """A token signed with the served app's key."""
+        issuer = self.runtime.executor.auth.issuer
+        return issuer.issue(user_id, roles=roles, permissions=permissions, ttl_seconds=ttl_seconds)
 
     async def request(
         self, method: str, path: str, **kwargs: Any
     ) -> tuple[int, Any, aiohttp.ClientResponse]:
+        kwargs["headers"] = {**self.headers, **kwargs.get("headers", {})}
         async with self.session.request(method, self.base + path, **kwargs) as response:
             raw = await response.read()
             body: Any = None

@@ -147,11 +147,18 @@ def test_duplicate_yaml_keys_are_reported(tmp_path: Path) -> None:
     assert [str(p) for p in caught.value.problems] == ["actions/m.yaml:2: duplicate key 'module'"]
 
 
-def test_a_guard_that_is_not_implemented_stops_the_load(tmp_path: Path) -> None:
-    manifest = "module: m\nguards: [authenticated]\nactions:\n  - {name: m.a, handler: PKG.handlers:create}\n"
+def test_guards_that_act_on_the_org_need_in_org_first(tmp_path: Path) -> None:
+    manifest = (
+        "module: m\nguards: [authenticated]\nactions:\n"
+        "  - name: m.a\n    handler: PKG.handlers:create\n"
+        "    guards: [{has_feature: reports}, in_org, {has_feature: ok}]\n"
+        "  - name: m.b\n    handler: PKG.handlers:create\n"
+        "    guards: [{rate_limit: {max: 1, window_seconds: 1, key: org}}]\n"
+    )
     config_path, _ = write_app(tmp_path, {"m.yaml": manifest}, HANDLERS)
     with pytest.raises(LoadError) as caught:
         load_registry(load_config(config_path, env={}))
     assert [str(p) for p in caught.value.problems] == [
-        "actions/m.yaml:2: guards: 'authenticated' is not available yet in this version"
+        "actions/m.yaml:6: guards: has_feature: reports needs `in_org` before it (module guards run first)",
+        "actions/m.yaml:9: guards: rate_limit: 1/1s per org needs `in_org` before it (module guards run first)",
     ]

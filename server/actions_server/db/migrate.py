@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from ..errors import ActionsServerError
 
@@ -69,8 +70,14 @@ def _line_of(sql: str, position: int | None) -> str:
     return f" (line {sql.count(chr(10), 0, position - 1) + 1})"
 
 
-async def apply_migrations(dsn: str, app_folder: Path | None) -> list[str]:
-    """Bring the framework schema and the app's migrations up to date; the names applied."""
+async def apply_migrations(
+    dsn: str, app_folder: Path | None, *, run_role: str | None = None
+) -> list[str]:
+    """Bring the framework schema and the app's migrations up to date; the names applied.
+
+    With `run_role` (`database.role`), that role is granted what runs need on the
+    framework's own tables, since runs write jobs and events in their transaction.
+    """
     pending = discover(FRAMEWORK_SQL, "framework") + discover(app_folder, "app")
     applied_now: list[str] = []
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
@@ -94,6 +101,8 @@ async def apply_migrations(dsn: str, app_folder: Path | None) -> list[str]:
                 applied_now.append(f"{migration.scope}:{migration.name}")
                 if migration.scope == "app":
                     log.info("applied migration %s", migration.name)
+            if run_role:
+                await _grant_framework_tables(conn, run_role)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
@@ -116,3 +125,21 @@ async def _apply(conn: psycopg.AsyncConnection[tuple[object, ...]], migration: M
 def _position(exc: psycopg.Error) -> int | None:
     raw = exc.diag.statement_position
     return int(raw) if raw and raw.isdigit() else None
+
+
+async def _grant_framework_tables(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], role: str
+) -> None:
+    name = sql.Identifier(role)
+    for statement in (
+        "GRANT USAGE ON SCHEMA actions_server TO {}",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA actions_server TO {}",
+        "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA actions_server TO {}",
+    ):
+        try:
+            await conn.execute(sql.SQL(statement).format(name))
+        except psycopg.errors.UndefinedObject:
+            raise MigrationError(
+                f"database.role {role!r} does not exist; create it in a migration "
+                "(CREATE ROLE ... NOLOGIN) and grant it to the user the app connects as"
+            ) from None

@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -27,6 +29,9 @@ from ..errors import DatabaseUnavailable
 log = logging.getLogger("actions_server.db")
 
 Connection = psycopg.AsyncConnection[dict[str, Any]]
+Statement = tuple[sql.SQL | sql.Composed, Sequence[Any] | None]
+_BEGIN = sql.SQL("BEGIN")
+_PING = sql.SQL("SELECT 1")
 
 # While down, one probe at a time waits this long for a connection.
 PROBE_TIMEOUT_SECONDS = 0.5
@@ -93,19 +98,25 @@ class Database:
     async def close(self) -> None:
         await self.pool.close()
 
-    async def acquire(self, *, begin: bool = False) -> Connection:
-        """A pooled connection, in a transaction if `begin`; or DatabaseUnavailable."""
+    async def acquire(self, *, begin: bool = False, setup: Sequence[Statement] = ()) -> Connection:
+        """A pooled connection, in a transaction if `begin`, after `setup` ran; or 503.
+
+        BEGIN and the setup statements (role, settings) go out in one pipeline:
+        one round trip.
+        """
+        first: list[Statement] = [(_BEGIN, None)] if begin else []
+        first += setup
         if self._down_since is not None:
             if self._probing:
                 raise DatabaseUnavailable()
             self._probing = True
             try:
-                return await self._acquire(PROBE_TIMEOUT_SECONDS, "BEGIN" if begin else "SELECT 1")
+                return await self._acquire(PROBE_TIMEOUT_SECONDS, first or [(_PING, None)])
             finally:
                 self._probing = False
-        return await self._acquire(self.acquire_timeout, "BEGIN" if begin else None)
+        return await self._acquire(self.acquire_timeout, first)
 
-    async def _acquire(self, wait: float, first_statement: str | None) -> Connection:
+    async def _acquire(self, wait: float, first: Sequence[Statement]) -> Connection:
         # A restarted server leaves every idle connection broken. BEGIN finds that
         # out at no extra cost (the socket is closed, it fails at once) and, since
         # nothing has run yet, the request simply moves on to the next connection.
@@ -115,13 +126,21 @@ class Database:
             except PoolTimeout:
                 self.mark_down("no connection within the acquire timeout")
                 raise DatabaseUnavailable() from None
-            if first_statement is None:
+            if not first:
                 return conn
             try:
-                await conn.execute(first_statement)
+                if len(first) == 1:
+                    await conn.execute(*first[0])
+                else:
+                    async with conn.pipeline():
+                        for statement, params in first:
+                            await conn.execute(statement, params)
             except psycopg.OperationalError:
                 await self.pool.putconn(conn)  # the pool discards a broken connection
                 continue
+            except BaseException:
+                await self.pool.putconn(conn)  # e.g. a role that does not exist
+                raise
             self.mark_up()
             return conn
         self.mark_down("every pooled connection was broken")

@@ -20,27 +20,68 @@ from .pool import Connection, Database
 from .query import Order, Query, QueryError
 
 Row = dict[str, Any]
+Statement = tuple[sql.SQL | sql.Composed, Sequence[Any] | None]
 
 
 class DbSession:
     """The database as one run sees it (`ctx.db`)."""
 
-    __slots__ = ("_conn", "_database", "_transactional")
+    __slots__ = ("_conn", "_database", "_pending", "_role", "_session_level", "_transactional")
 
-    def __init__(self, database: Database, *, transactional: bool = True) -> None:
+    def __init__(
+        self, database: Database, *, transactional: bool = True, role: str | None = None
+    ) -> None:
         self._database = database
         self._transactional = transactional
+        self._role = role
         self._conn: Connection | None = None
+        self._pending: dict[str, str] = {}
+        self._session_level: set[str] = set()  # settings to reset before the connection goes back
 
     @property
     def used(self) -> bool:
         return self._conn is not None
 
+    def set_local(self, name: str, value: str) -> None:
+        """Set a PostgreSQL setting (`app.user_id`, `app.org_id`) for the rest of the run.
+
+        It is sent with the next statement (with the run's BEGIN when that comes
+        first), through `set_config`, never spliced into SQL text. In a
+        transactional run it lasts until the transaction ends; otherwise it is
+        reset before the connection returns to the pool.
+        """
+        self._pending[name] = value
+
     async def connection(self) -> Connection:
         """The run's connection (opening the run's transaction on first use)."""
-        if self._conn is None:
-            self._conn = await self._database.acquire(begin=self._transactional)
-        return self._conn
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = await self._database.acquire(
+                begin=self._transactional, setup=self._setup(first=True)
+            )
+        elif self._pending:
+            for statement, params in self._setup(first=False):
+                await conn.execute(statement, params)
+        return conn
+
+    def _setup(self, *, first: bool) -> list[Statement]:
+        statements: list[Statement] = []
+        local = self._transactional
+        if first and self._role:
+            verb = "SET LOCAL ROLE {}" if local else "SET ROLE {}"
+            statements.append((sql.SQL(verb).format(sql.Identifier(self._role)), None))
+            if not local:
+                self._session_level.add("role")
+        if self._pending:
+            calls = sql.SQL(", ").join(sql.SQL("set_config(%s, %s, %s)") for _ in self._pending)
+            params: list[Any] = []
+            for name, value in self._pending.items():
+                params += [name, value, local]
+                if not local:
+                    self._session_level.add(name)
+            statements.append((sql.SQL("SELECT ") + calls, params))
+            self._pending = {}
+        return statements
 
     async def finish(self, *, commit: bool) -> None:
         """End the run: commit or roll back its transaction and give the connection back."""
@@ -50,8 +91,20 @@ class DbSession:
         try:
             if self._transactional:
                 await conn.execute("COMMIT" if commit else "ROLLBACK")
+            elif self._session_level:
+                await self._reset(conn)
         finally:
             await self._database.release(conn)
+
+    async def _reset(self, conn: Connection) -> None:
+        """Undo session-level settings, so the next run on this connection starts clean."""
+        names = sorted(self._session_level - {"role"})
+        if "role" in self._session_level:
+            await conn.execute("RESET ROLE")
+        if names:
+            calls = sql.SQL(", ").join(sql.SQL("set_config(%s, '', false)") for _ in names)
+            await conn.execute(sql.SQL("SELECT ") + calls, names)
+        self._session_level.clear()
 
     # --- the public API ------------------------------------------------------
 

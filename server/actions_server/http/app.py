@@ -22,6 +22,7 @@ from ..executor import new_trace_id
 from ..jsonutil import dumps
 from ..registry import Registry
 from ..runtime import Runtime
+from .caller import caller_of, parse_networks
 from .errors import error_json
 from .inputs import read_input
 from .routes import Router
@@ -44,10 +45,13 @@ class HttpFront:
         self.max_body = runtime.config.server.max_body_bytes
         self.router = Router(runtime.registry.routes)
         self.builtins: dict[str, Endpoint] = {"/healthz": self.healthz, "/readyz": self.readyz}
+        self.verifier = runtime.executor.auth.verifier
+        self.trusted_proxies = parse_networks(runtime.config.server.trusted_proxies)
 
     def use_registry(self, registry: Registry) -> None:
         """Serve `registry` from the next request on (in-flight requests finish on the old one)."""
         router = Router(registry.routes)
+        self.runtime.executor.use_registry(registry)
         self.runtime.registry = registry
         self.router = router
 
@@ -61,8 +65,9 @@ class HttpFront:
         try:
             route, params = self.router.match(request.method, path)
             payload = await read_input(request, route.action, params, self.max_body)
+            caller = caller_of(request, self.verifier, self.trusted_proxies)
             output = await self.runtime.executor.run(
-                route.action, payload, trigger="api", trace_id=trace_id
+                route.action, payload, trigger="api", caller=caller, trace_id=trace_id
             )
         except ActionError as exc:
             return error_response(exc, trace_id)

@@ -13,9 +13,6 @@ NO_ARGUMENT = frozenset({"authenticated", "in_org"})
 TEXT_ARGUMENT = frozenset({"has_permission", "has_role", "has_feature", "guard"})
 RATE_LIMIT_KEYS = ("user", "ip", "org")
 KNOWN = sorted(NO_ARGUMENT | TEXT_ARGUMENT | {"rate_limit"})
-# Guards whose checks exist. A manifest naming any other known guard does not
-# load: an action must never be served without the check its author asked for.
-IMPLEMENTED: frozenset[str] = frozenset()
 
 
 class GuardSyntaxError(ValueError):

@@ -23,7 +23,7 @@ from ..errors import Problem
 from ..sourcemap import JsonPath, SourceDoc, SourceError, parse_file, schema_errors
 from ..validation import CompiledSchema
 from .cron import CronError, parse_cron
-from .guardspec import IMPLEMENTED, GuardSyntaxError, parse_guard
+from .guardspec import GuardSyntaxError, parse_guard
 from .imports import ImportProblem, import_callable
 from .model import (
     ActionSpec,
@@ -175,6 +175,7 @@ class _ModuleLoader:
         output_schema = self._schema(raw, "output", at)
         triggers = self._triggers(raw.get("triggers", []), (*at, "triggers"), prefix)
         guards = module_guards + self._guards(raw.get("guards", []), (*at, "guards"))
+        self._check_guard_order(guards)
         for trigger in triggers:
             if isinstance(trigger, ApiTrigger):
                 self._check_path_params(trigger, input_schema, at)
@@ -300,11 +301,26 @@ class _ModuleLoader:
                 except ImportProblem as exc:
                     self._problem(path, f"guard: {exc}")
                     continue
-            if name not in IMPLEMENTED:
-                self._problem(path, f"guards: {name!r} is not available yet in this version")
-                continue
             guards.append(GuardSpec(name=name, argument=argument, location=self._location(path)))
         return tuple(guards)
+
+    def _check_guard_order(self, guards: tuple[GuardSpec, ...]) -> None:
+        """Guards that act on the run's org need `in_org` to have found it first."""
+        in_org_seen = False
+        for guard in guards:
+            needs_org = guard.name == "has_feature" or (
+                guard.name == "rate_limit" and guard.argument["key"] == "org"
+            )
+            if needs_org and not in_org_seen:
+                self.problems.append(
+                    Problem(
+                        file=guard.location.file,
+                        line=guard.location.line,
+                        message=f"guards: {guard} needs `in_org` before it "
+                        "(module guards run first)",
+                    )
+                )
+            in_org_seen = in_org_seen or guard.name == "in_org"
 
     def _location(self, at: JsonPath) -> Location:
         return Location(file=self.doc.file, line=self.doc.line_of(at))

@@ -73,6 +73,9 @@ class GuardSpec:
     def __str__(self) -> str:
         if self.argument is None:
             return self.name
+        if self.name == "rate_limit":
+            limit = self.argument
+            return f"rate_limit: {limit['max']}/{limit['window_seconds']:g}s per {limit['key']}"
         return f"{self.name}: {self.argument}"
 
 

@@ -1,0 +1,67 @@
+"""Who is calling, as far as the request says: token, client address, org.
+
+The bearer token is verified here (a cached verification is a dict lookup); a
+token that is present but refused is not an error yet: it is kept on the Caller
+so that a guard that needs an identity answers 401 `invalid_token`, while a
+public action still runs.
+
+The client address is the peer's, unless the peer is a trusted proxy
+(`server.trusted_proxies`): then the right-most X-Forwarded-For address that is
+not itself a trusted proxy, so that a client cannot pick its own rate-limit key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from ..auth import TokenError, TokenVerifier, bearer_token
+from ..guards import Caller
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(entries: Sequence[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(e, strict=False) for e in entries)
+
+
+def _trusted(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_ip(
+    peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]
+) -> str | None:
+    """The client's address, believing X-Forwarded-For only as far as trusted proxies reach."""
+    if not trusted or peer is None or forwarded_for is None or not _trusted(peer, trusted):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def caller_of(
+    request: web.BaseRequest, verifier: TokenVerifier, trusted: Sequence[Network]
+) -> Caller:
+    headers = request.headers
+    org = headers.get("x-org-id")
+    ip = client_ip(request.remote, headers.get("X-Forwarded-For"), trusted)
+    authorization = headers.get("Authorization")
+    if authorization is None:
+        return Caller(client_ip=ip, org_header=org)
+    try:
+        token = bearer_token(authorization)
+        principal = verifier.verify(token) if token else None
+    except TokenError as exc:
+        return Caller(token_error=exc, client_ip=ip, org_header=org)
+    if principal is None:
+        return Caller(client_ip=ip, org_header=org)
+    return Caller(principal=principal, client_ip=ip, org_header=org)
