@@ -189,11 +189,15 @@ class TokenVerifier:
         return _principal(claims), _expiry(claims, self.config.leeway_seconds)
 
     def _key_for(self, header: Mapping[str, Any]) -> Any:
+        """The configured key, or the JWKS key the token's `kid` names.
+
+        A token without a kid may use the configured key, or the only JWKS key.
+        """
         kid = header.get("kid")
         key = self._keys.get(kid) if kid is not None else None
-        if key is None:
-            key = self._keys.get(None)
-        if key is None and len(self._keys) == 1:
+        if key is None and None in self._keys:
+            key = self._keys[None]
+        if key is None and kid is None and len(self._keys) == 1:
             key = next(iter(self._keys.values()))
         if key is None:
             raise TokenError("no key matches the token's kid")

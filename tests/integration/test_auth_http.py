@@ -1,0 +1,297 @@
+"""Authentication, guards and tenant isolation, through real HTTP on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from support.apps import Client, serving, write_app
+from support.tokens import SECRET, claims, hmac_signed_with, hs256, rs256, rsa_keys, unsigned
+
+pytestmark = pytest.mark.integration
+
+
+def error(body: dict) -> tuple[str, str]:
+    return body["error"]["code"], body["error"]["message"]
+
+
+# --- credentials on the example app ------------------------------------------------------
+
+
+async def test_missing_token_is_401_unauthenticated(example_client: Client) -> None:
+    status, body, response = await example_client.get("/users")
+    assert (status, body["error"]["code"]) == (401, "unauthenticated")
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("header", ["Token abc", "Bearer", "Bearer a b", "Basic dXNlcjpwYXNz"])
+async def test_malformed_authorization_header_is_401_invalid_token(example_client: Client, header: str) -> None:
+    status, body, _ = await example_client.get("/users", headers={"Authorization": header})
+    assert (status, error(body)) == (401, ("invalid_token", "the Authorization header must be 'Bearer <token>'"))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda key: hs256(claims(), secret="another-secret-that-is-long-enough-0123456"), "the token is invalid"),
+        (lambda key: hs256(claims(exp=int(time.time()) - 120), secret=key), "the token has expired"),
+        (lambda key: hs256(claims(nbf=int(time.time()) + 120), secret=key), "the token is not valid yet"),
+        (lambda key: unsigned(claims(roles=["admin"])), "the token's algorithm is not accepted"),
+        (lambda key: hs256(claims(), secret=key)[:-4] + "AAAA", "the token is invalid"),
+        (lambda key: "garbage", "the token is invalid"),
+    ],
+)
+async def test_refused_tokens_are_401_invalid_token(example_client: Client, make, message: str) -> None:
+    token = make(example_client.runtime.config.auth.jwt.secret)
+    status, body, response = await example_client.as_(token).get("/users")
+    assert (status, error(body)) == (401, ("invalid_token", message))
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_a_refused_token_does_not_block_a_public_action(example_client: Client) -> None:
+    status, body, _ = await example_client.as_("garbage").post("/auth/login", json={"email": "a@b.co", "password": "x"})
+    assert (status, body["error"]["code"]) == (401, "invalid_credentials")
+
+
+async def test_missing_permission_is_403_naming_it(admin_client: Client, example_client: Client) -> None:
+    user = example_client.as_(example_client.token("00000000-0000-4000-8000-000000000002"))
+    status, body, _ = await user.post("/users", json={"email": "x@example.com", "name": "X"})
+    assert (status, error(body)) == (403, ("forbidden", "missing permission 'users:create'"))
+    status, _, _ = await user.get("/users")
+    assert status == 200
+
+
+async def test_signup_login_and_me(example_client: Client) -> None:
+    signup = {"email": "Ann@Example.com", "password": "correct horse battery", "name": "Ann"}
+    status, body, _ = await example_client.post("/auth/signup", json=signup)
+    assert status == 201, body
+    assert set(body["user"]) == {"id", "email", "name", "created_at", "updated_at"}
+    assert "correct horse" not in str(body)
+    status, body, _ = await example_client.post("/auth/login", json={"email": "ann@example.com", "password": "wrong password"})
+    assert (status, body["error"]["code"]) == (401, "invalid_credentials")
+    status, body, _ = await example_client.post("/auth/login", json={"email": "nobody@example.com", "password": "whatever"})
+    assert (status, body["error"]["code"]) == (401, "invalid_credentials")
+    status, body, _ = await example_client.post("/auth/login", json={"email": "ann@example.com", "password": "correct horse battery"})
+    assert status == 200
+    status, me, _ = await example_client.as_(body["token"]).get("/auth/me")
+    assert (status, me["user"]["email"], me["orgs"]) == (200, "ann@example.com", [])
+
+
+# --- orgs, features, Row-Level Security ---------------------------------------------------
+
+
+async def make_user(admin: Client, email: str) -> str:
+    status, body, _ = await admin.post("/users", json={"email": email, "name": email.split("@")[0]})
+    assert status == 201, body
+    return str(body["user"]["id"])
+
+
+@pytest.fixture
+async def two_orgs(admin_client: Client) -> dict[str, str]:
+    """Ann admins org A, Bob admins org B, Cat is a plain member of A."""
+    ids = {name: await make_user(admin_client, f"{name}@example.com") for name in ("ann", "bob", "cat")}
+    for owner, org in (("ann", "A"), ("bob", "B")):
+        status, body, _ = await admin_client.as_(admin_client.token(ids[owner])).post("/orgs", json={"name": org})
+        assert status == 201, body
+        ids[org] = body["org"]["id"]
+    ann = admin_client.as_(admin_client.token(ids["ann"]))
+    status, body, _ = await ann.post(f"/orgs/{ids['A']}/members", json={"email": "cat@example.com"})
+    assert status == 201, body
+    return ids
+
+
+def as_user(client: Client, ids: dict[str, str], who: str, org: str | None = None) -> Client:
+    headers = {"x_org_id": ids[org]} if org else {}
+    return client.as_(client.token(ids[who]), **headers)
+
+
+async def test_in_org_checks_membership(example_client: Client, two_orgs: dict[str, str]) -> None:
+    ann = as_user(example_client, two_orgs, "ann")
+    status, body, _ = await ann.get(f"/orgs/{two_orgs['A']}/members")
+    assert status == 200
+    assert [(m["email"], m["role"]) for m in body["members"]] == [("ann@example.com", "admin"), ("cat@example.com", "member")]
+    status, body, _ = await ann.get(f"/orgs/{two_orgs['B']}/members")
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+    status, body, _ = await ann.get("/orgs/00000000-0000-4000-8000-0000000000ff/members")
+    assert (status, body["error"]["code"]) == (404, "org_not_found")
+    status, body, _ = await ann.get("/orgs/not-an-id/members")
+    assert (status, body["error"]["code"]) == (404, "org_not_found")
+
+
+async def test_another_orgs_id_in_x_org_id_is_403(example_client: Client, two_orgs: dict[str, str]) -> None:
+    status, body, _ = await as_user(example_client, two_orgs, "ann", org="B").get("/projects")
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+    status, body, _ = await as_user(example_client, two_orgs, "ann").get("/projects")
+    assert (status, body["error"]["code"]) == (400, "org_required")
+
+
+async def test_wildcard_and_org_role_permissions(example_client: Client, two_orgs: dict[str, str]) -> None:
+    ann = as_user(example_client, two_orgs, "ann", org="A")  # org:admin → projects:*
+    cat = as_user(example_client, two_orgs, "cat", org="A")  # org:member → projects:read
+    status, body, _ = await ann.post("/projects", json={"name": "Apollo"})
+    assert status == 201, body
+    status, body, _ = await cat.post("/projects", json={"name": "Gemini"})
+    assert (status, error(body)) == (403, ("forbidden", "missing permission 'projects:write'"))
+    status, body, _ = await cat.get("/projects")
+    assert (status, [p["name"] for p in body["projects"]]) == (200, ["Apollo"])
+
+
+async def test_row_level_security_hides_other_orgs_rows(
+    example_client: Client, two_orgs: dict[str, str], database: str
+) -> None:
+    ann = as_user(example_client, two_orgs, "ann", org="A")
+    bob = as_user(example_client, two_orgs, "bob", org="B")
+    await ann.post("/projects", json={"name": "A1"})
+    status, body, _ = await bob.post("/projects", json={"name": "B1"})
+    bobs_project = body["project"]["id"]
+    with psycopg.connect(database) as conn:  # both rows are there
+        assert conn.execute("SELECT count(*) FROM projects").fetchone() == (2,)
+    # projects.list has no org filter; the policy does the filtering.
+    status, body, _ = await ann.get("/projects")
+    assert [p["name"] for p in body["projects"]] == ["A1"]
+    # Another org's id in a path parameter is simply not found.
+    status, body, _ = await ann.get(f"/projects/{bobs_project}")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    status, body, _ = await bob.get(f"/projects/{bobs_project}")
+    assert status == 200
+
+
+async def test_has_feature_follows_the_plan(example_client: Client, two_orgs: dict[str, str], database: str) -> None:
+    ann = as_user(example_client, two_orgs, "ann", org="A")
+    status, body, _ = await ann.get("/projects/report")
+    assert (status, body["error"]["code"]) == (403, "upgrade_required")
+    with psycopg.connect(database) as conn:
+        conn.execute("UPDATE subscriptions SET plan_key = 'pro' WHERE org_id = %s", (two_orgs["A"],))
+    status, body, _ = await ann.get("/projects/report")
+    assert (status, body) == (200, {"projects": 0})
+    status, body, _ = await ann.get(f"/orgs/{two_orgs['A']}/features")
+    assert body == {"plan": "pro", "features": ["projects", "reports"]}
+
+
+async def test_org_creation_is_one_transaction(example_client: Client, admin_client: Client, database: str) -> None:
+    # A token for a user that does not exist: the membership's foreign key fails,
+    # and the org inserted just before it must not survive.
+    ghost = example_client.as_(example_client.token("00000000-0000-4000-8000-0000000000aa"))
+    status, body, _ = await ghost.post("/orgs", json={"name": "Ghost"})
+    assert (status, body["error"]["code"]) == (400, "invalid_reference")
+    with psycopg.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM organizations").fetchone() == (0,)
+
+
+# --- custom apps: key types, audience, rate limits, connection hygiene --------------------
+
+
+GUARDED = """
+module: g
+actions:
+  - name: g.me
+    handler: PKG.handlers:me
+    guards: [authenticated, {has_role: editor}]
+    triggers: [{api: GET /me}]
+  - name: g.limited
+    handler: PKG.handlers:me
+    guards: [{rate_limit: {max: 2, window_seconds: 2, key: user}}]
+    triggers: [{api: GET /limited}]
+  - name: g.settings
+    handler: PKG.handlers:settings
+    transaction: false
+    triggers: [{api: GET /settings}]
+  - name: g.settingsTx
+    handler: PKG.handlers:settings
+    triggers: [{api: GET /settings-tx}]
+"""
+
+HANDLERS = """
+async def me(input, ctx):
+    return {"user_id": ctx.auth.user_id}
+
+async def settings(input, ctx):
+    [row] = await ctx.db.raw(
+        "SELECT current_setting('app.user_id', true) AS user_id, current_user AS role, pg_backend_pid() AS pid"
+    )
+    return row
+"""
+
+
+async def serve_custom(tmp_path: Path, database: str, jwt_section: str, server: str = "{}"):
+    config, _ = write_app(
+        tmp_path,
+        {"g.yaml": GUARDED},
+        HANDLERS,
+        config=f"app: g\nserver: {server}\ndatabase: {{pool: {{min: 1, max: 1}}}}\nauth:\n  jwt: {jwt_section}\n",
+    )
+    return serving(config, database)
+
+
+@pytest.fixture
+async def hs_app(tmp_path: Path, database: str) -> AsyncIterator[Client]:
+    section = f"{{secret: {SECRET}, algorithms: [HS256], audience: api, issuer: 'https://id.example'}}"
+    async with await serve_custom(tmp_path, database, section, "{trusted_proxies: [127.0.0.1]}") as client:
+        yield client
+
+
+async def test_audience_and_issuer(hs_app: Client) -> None:
+    good = claims(aud="api", iss="https://id.example", roles=["editor"])
+    status, body, _ = await hs_app.as_(hs256(good)).get("/me")
+    assert status == 200
+    for wrong, message in (
+        ({"aud": "web"}, "the token is for another audience"),
+        ({"iss": "https://evil.example"}, "the token is from another issuer"),
+    ):
+        status, body, _ = await hs_app.as_(hs256({**good, **wrong})).get("/me")
+        assert (status, error(body)) == (401, ("invalid_token", message))
+
+
+async def test_missing_role_is_403(hs_app: Client) -> None:
+    token = hs256(claims(aud="api", iss="https://id.example", roles=["viewer"]))
+    status, body, _ = await hs_app.as_(token).get("/me")
+    assert (status, error(body)) == (403, ("forbidden", "missing role 'editor'"))
+
+
+async def test_rate_limit_answers_429_then_resets(hs_app: Client) -> None:
+    user = hs_app.as_(hs256(claims(aud="api", iss="https://id.example")))
+    now = time.time()
+    await asyncio.sleep(2 - now % 2 + 0.05)  # start at the beginning of a 2 s window
+    assert [(await user.get("/limited"))[0] for _ in range(2)] == [200, 200]
+    status, body, response = await user.get("/limited")
+    assert (status, body["error"]["code"]) == (429, "rate_limited")
+    assert 1 <= int(response.headers["Retry-After"]) <= 2
+    await asyncio.sleep(int(response.headers["Retry-After"]) + 0.1)
+    status, _, _ = await user.get("/limited")
+    assert status == 200
+
+
+async def test_anonymous_callers_are_limited_per_ip(hs_app: Client) -> None:
+    one = hs_app.as_(X_Forwarded_For="203.0.113.1")
+    two = hs_app.as_(X_Forwarded_For="203.0.113.2")
+    await asyncio.sleep(2 - time.time() % 2 + 0.05)
+    assert [(await one.get("/limited"))[0] for _ in range(3)] == [200, 200, 429]
+    assert [(await two.get("/limited"))[0] for _ in range(2)] == [200, 200]
+
+
+async def test_settings_do_not_leak_between_requests_on_one_connection(hs_app: Client) -> None:
+    token = hs256(claims(sub="user-7", aud="api", iss="https://id.example"))
+    for path in ("/settings", "/settings-tx"):
+        status, first, _ = await hs_app.as_(token).get(path)
+        assert (status, first["user_id"]) == (200, "user-7")
+        status, second, _ = await hs_app.get(path)  # anonymous, same pooled connection
+        assert second["pid"] == first["pid"]
+        assert second["user_id"] in ("", None)
+
+
+async def test_rs256_refuses_algorithm_confusion(tmp_path: Path, database: str) -> None:
+    public = rsa_keys()[1]
+    (tmp_path / "public.pem").write_text(public)
+    async with await serve_custom(tmp_path, database, "{algorithms: [RS256], public_key: public.pem}") as app:
+        status, _, _ = await app.as_(rs256(claims(roles=["editor"]))).get("/me")
+        assert status == 200
+        forged = hmac_signed_with(public.encode(), claims(roles=["editor"]))
+        status, body, _ = await app.as_(forged).get("/me")
+        assert (status, error(body)) == (401, ("invalid_token", "the token's algorithm is not accepted"))
+        status, body, _ = await app.as_(unsigned(claims(roles=["editor"]))).get("/me")
+        assert (status, body["error"]["code"]) == (401, "invalid_token")
