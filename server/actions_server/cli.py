@@ -153,6 +153,7 @@ def call_command(
     exactly as they would to an HTTP request without a token.
     """
     from .auth import SYSTEM, USER_KIND, Principal
+    from .executor import new_trace_id
     from .guards import Caller
     from .runtime import open_runtime, resolve_dsn
 
@@ -181,12 +182,16 @@ def call_command(
             async with open_runtime(
                 config, registry, dsn=resolve_dsn(config), migrate_app=not no_migrate
             ) as rt:
-                return await rt.executor.run(spec, payload, trigger="cli", caller=caller)
+                result = await rt.executor.run(
+                    spec, payload, trigger="cli", caller=caller, trace_id=trace_id
+                )
+                return result.output
 
+        trace_id = new_trace_id()
         try:
             output = run_loop(call())
         except ActionError as exc:
-            click.echo(dumps_pretty(error_body(exc, "cli")), err=True)
+            click.echo(dumps_pretty(error_body(exc, trace_id)), err=True)
             sys.exit(1)
     click.echo(dumps_pretty(output))
 
@@ -224,7 +229,12 @@ def _parse_input(text: str) -> Any:
     if text == "-":
         text = sys.stdin.read()
     elif text.startswith("@"):
-        text = Path(text[1:]).read_text(encoding="utf-8")
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(
+                f"cannot read {text[1:]}: {exc}", param_hint="--input"
+            ) from None
     try:
         return loads(text)
     except ValueError as exc:

@@ -9,14 +9,17 @@ time; applying one is a dict lookup and a conversion per value.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 Coercer = Callable[[str], Any]
 
-_INT = re.compile(r"[+-]?\d+\Z")
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\Z")
+# ASCII digits only (\d also matches other scripts' digits), and few enough of
+# them for int() and to mean something: anything longer stays a string.
+_INT = re.compile(r"[+-]?[0-9]{1,300}\Z")
+_NUMBER = re.compile(r"[+-]?([0-9]{1,300}(\.[0-9]{0,300})?|\.[0-9]{1,300})([eE][+-]?[0-9]{1,4})?\Z")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -29,7 +32,8 @@ def _to_number(value: str) -> Any:
     if _INT.match(value):
         return int(value)
     if _NUMBER.match(value):
-        return float(value)
+        number = float(value)
+        return number if math.isfinite(number) else value
     return value
 
 

@@ -40,6 +40,7 @@ class ServerConfig:
     port: int = 8080
     max_body_bytes: int = 10 * 1024 * 1024
     shutdown_grace_seconds: float = 30.0
+    body_timeout_seconds: float = 30.0
     access_log: bool = False
     trusted_proxies: tuple[str, ...] = ()
 
@@ -294,27 +295,32 @@ def config_from_doc(doc: SourceDoc, file: Path, env: Mapping[str, str]) -> Confi
         problems.append(doc.problem((), "the config must be a mapping of keys to values"))
         raise LoadError(problems)
     problems.extend(schema_problems(doc, data, _config_validator()))
+    if problems:  # the checks below rely on the shapes the schema guarantees
+        raise LoadError(problems)
+    problems.extend(_semantic_problems(data, doc))
+    jwt, jwt_problems = _jwt_config(data.get("auth", {}).get("jwt", {}), file.parent, doc)
+    problems.extend(jwt_problems)
+    if problems:
+        raise LoadError(problems)
+    return _build(data, file, doc.lines, jwt)
+
+
+def _semantic_problems(data: dict[str, Any], doc: SourceDoc) -> list[Problem]:
+    """What the config schema cannot say: address syntax, min ≤ max."""
+    problems = []
     for index, entry in enumerate(data.get("server", {}).get("trusted_proxies", [])):
         try:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
             path = ("server", "trusted_proxies", index)
-            problems.append(
-                doc.problem(
-                    path, f"server.trusted_proxies: {entry!r} is not an address or CIDR range"
-                )
-            )
+            message = f"server.trusted_proxies: {entry!r} is not an address or CIDR range"
+            problems.append(doc.problem(path, message))
     pool = data.get("database", {}).get("pool", {})
     if pool.get("min", 1) > pool.get("max", 10):
         problems.append(
             doc.problem(("database", "pool", "min"), "database.pool.min is larger than max")
         )
-    if problems:
-        raise LoadError(problems)
-    jwt, jwt_problems = _jwt_config(data.get("auth", {}).get("jwt", {}), file.parent, doc)
-    if jwt_problems:
-        raise LoadError(jwt_problems)
-    return _build(data, file, doc.lines, jwt)
+    return problems
 
 
 def _build(

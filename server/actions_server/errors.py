@@ -11,12 +11,15 @@ The hierarchy::
         ├── Forbidden           403 forbidden
         ├── NotFound            404 not_found
         ├── MethodNotAllowed    405 method_not_allowed (Allow header)
+        ├── RequestTimeout      408 request_timeout (the body did not arrive in time)
         ├── Conflict            409 conflict
         ├── PayloadTooLarge     413 payload_too_large
         ├── UnsupportedMediaType 415 unsupported_media_type
         ├── TooManyRequests     429 rate_limited (Retry-After header)
         ├── InternalError       500 internal_error (never carries the cause's text)
-        └── DatabaseUnavailable 503 database_unavailable
+        ├── DatabaseUnavailable 503 database_unavailable
+        ├── ServerBusy          503 server_busy (every database connection is in use)
+        └── ActionTimeout       504 timeout (the action's timeout_seconds passed)
 
 An `ActionError` is status + code + message + details and nothing more (as in
 Starlette's HTTPException): the HTTP layer turns it into the one error body of
@@ -153,6 +156,11 @@ class MethodNotAllowed(_FixedStatus):
         )
 
 
+class RequestTimeout(_FixedStatus):
+    status = 408
+    code = "request_timeout"
+
+
 class Conflict(_FixedStatus):
     status = 409
     code = "conflict"
@@ -198,3 +206,19 @@ class DatabaseUnavailable(_FixedStatus):
 
     def default_message(self) -> str:
         return "the database is unavailable; try again shortly"
+
+
+class ServerBusy(_FixedStatus):
+    status = 503
+    code = "server_busy"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message or "every database connection is busy; try again shortly",
+            headers={"Retry-After": "1"},
+        )
+
+
+class ActionTimeout(_FixedStatus):
+    status = 504
+    code = "timeout"

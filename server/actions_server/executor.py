@@ -23,11 +23,12 @@ import psycopg
 
 from .auth import Auth, AuthContext
 from .context import Context, RunInfo
-from .db.errors import map_database_error
+from .db.errors import connection_lost, map_database_error
 from .db.pool import Database
-from .db.session import DbSession
-from .errors import ActionError, DatabaseUnavailable, InternalError, ValidationFailed
+from .db.session import DbSession, TransactionAborted
+from .errors import ActionError, ActionTimeout, DatabaseUnavailable, InternalError, ValidationFailed
 from .guards import Caller, Guard, GuardCall, GuardFactory
+from .jsonutil import dumps
 from .manifests.model import ActionSpec
 from .registry import Registry
 
@@ -94,8 +95,8 @@ class Executor:
         caller: Caller = NOBODY,
         trace_id: str | None = None,
         parent_id: str | None = None,
-    ) -> Any:
-        """Run `action` with `payload` for `caller`; its output, or an ActionError."""
+    ) -> Result:
+        """Run `action` with `payload` for `caller`: its output, or an ActionError."""
         run = RunInfo(
             id=new_run_id(),
             trace_id=trace_id or new_trace_id(),
@@ -111,13 +112,19 @@ class Executor:
             session.set_local("app.org_id", principal.org_id)
         ctx = Context(db=session, run=run, auth=AuthContext(self.auth, principal))
         try:
-            guards = self.guards_of(action)
-            if guards:
-                call = GuardCall(ctx=ctx, caller=caller, payload=payload, action=action)
-                for guard in guards:
-                    await guard(call)
-            _check_input(action, payload)
-            output = await action.handler(payload, ctx)
+            if action.timeout_seconds is None:
+                output = await self._guarded(action, payload, ctx, caller)
+            else:
+                try:
+                    async with asyncio.timeout(action.timeout_seconds):
+                        output = await self._guarded(action, payload, ctx, caller)
+                except TimeoutError:
+                    raise ActionTimeout(
+                        f"the action took longer than {action.timeout_seconds:g}s"
+                    ) from None
+            # Encoded before the commit: output JSON cannot hold must not leave
+            # committed work behind an error the client never sees.
+            body = _encode(output)
             if action.output is not None:
                 _check_output(action, output, run)
         except BaseException as exc:
@@ -128,9 +135,20 @@ class Executor:
         if session.used:
             try:
                 await session.finish(commit=True)
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                raise
             except BaseException as exc:
                 raise self._translate(exc, run) from exc
-        return output
+        return Result(output, body)
+
+    async def _guarded(self, action: ActionSpec, payload: Any, ctx: Context, caller: Caller) -> Any:
+        guards = self.guards_of(action)
+        if guards:
+            call = GuardCall(ctx=ctx, caller=caller, payload=payload, action=action)
+            for guard in guards:
+                await guard(call)
+        _check_input(action, payload)
+        return await action.handler(payload, ctx)
 
     async def _abandon(self, session: DbSession, run: RunInfo) -> None:
         """Roll back after a failure; a broken connection must not hide the first error."""
@@ -148,9 +166,14 @@ class Executor:
     def _translate(self, exc: BaseException, run: RunInfo) -> ActionError:
         if isinstance(exc, ActionError):
             return exc
+        if isinstance(exc, TransactionAborted):
+            log.error(
+                str(exc), extra={"action": run.action, "trace_id": run.trace_id, "run_id": run.id}
+            )
+            return InternalError(str(exc), code="transaction_aborted")
         mapped = map_database_error(exc)
         if mapped is not None:
-            if isinstance(mapped, DatabaseUnavailable) and mapped.code == "database_unavailable":
+            if connection_lost(exc):
                 self.database.mark_down(f"{type(exc).__name__} in {run.action}")
             return mapped
         log.error(
@@ -161,6 +184,25 @@ class Executor:
             extra={"action": run.action, "trace_id": run.trace_id, "run_id": run.id},
         )
         return InternalError(f"internal error; see the server log for trace id {run.trace_id}")
+
+
+class Result:
+    """What a run produced: the output, and the JSON the client receives."""
+
+    __slots__ = ("json", "output")
+
+    def __init__(self, output: Any, json: bytes) -> None:
+        self.output = output
+        self.json = json
+
+
+def _encode(output: Any) -> bytes:
+    try:
+        return dumps(output)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        raise InternalError(
+            f"the action returned a value JSON cannot hold: {exc}", code="invalid_output"
+        ) from exc
 
 
 def _check_input(action: ActionSpec, payload: Any) -> None:

@@ -56,6 +56,9 @@ class SourceDoc:
         return Problem(file=self.file, line=self.line_of(path), message=message)
 
 
+MAX_VALUES = 100_000
+
+
 class SourceError(Exception):
     """The text is not a YAML document; `problem` says where."""
 
@@ -141,11 +144,21 @@ class _Builder:
         self._loader = loader
         self._file = file
         self._depth = 0
+        self._count = 0
         self.lines: dict[JsonPath, int] = {}
         self.problems: list[Problem] = []
 
     def build(self, node: yaml.Node, path: JsonPath) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
+        self._count += 1
+        if self._count > MAX_VALUES:  # aliases can make a small file expand without end
+            raise SourceError(
+                Problem(
+                    file=self._file,
+                    line=node.start_mark.line + 1,
+                    message=f"the document expands to more than {MAX_VALUES} values (aliases?)",
+                )
+            )
         self._depth += 1
         if self._depth > 200:  # an alias that contains itself
             raise SourceError(

@@ -30,23 +30,39 @@ async def test_missing_token_is_401_unauthenticated(example_client: Client) -> N
 
 
 @pytest.mark.parametrize("header", ["Token abc", "Bearer", "Bearer a b", "Basic dXNlcjpwYXNz"])
-async def test_malformed_authorization_header_is_401_invalid_token(example_client: Client, header: str) -> None:
+async def test_malformed_authorization_header_is_401_invalid_token(
+    example_client: Client, header: str
+) -> None:
     status, body, _ = await example_client.get("/users", headers={"Authorization": header})
-    assert (status, error(body)) == (401, ("invalid_token", "the Authorization header must be 'Bearer <token>'"))
+    assert (status, error(body)) == (
+        401,
+        ("invalid_token", "the Authorization header must be 'Bearer <token>'"),
+    )
 
 
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda key: hs256(claims(), secret="another-secret-that-is-long-enough-0123456"), "the token is invalid"),
-        (lambda key: hs256(claims(exp=int(time.time()) - 120), secret=key), "the token has expired"),
-        (lambda key: hs256(claims(nbf=int(time.time()) + 120), secret=key), "the token is not valid yet"),
+        (
+            lambda key: hs256(claims(), secret="another-secret-that-is-long-enough-0123456"),
+            "the token is invalid",
+        ),
+        (
+            lambda key: hs256(claims(exp=int(time.time()) - 120), secret=key),
+            "the token has expired",
+        ),
+        (
+            lambda key: hs256(claims(nbf=int(time.time()) + 120), secret=key),
+            "the token is not valid yet",
+        ),
         (lambda key: unsigned(claims(roles=["admin"])), "the token's algorithm is not accepted"),
         (lambda key: hs256(claims(), secret=key)[:-4] + "AAAA", "the token is invalid"),
         (lambda key: "garbage", "the token is invalid"),
     ],
 )
-async def test_refused_tokens_are_401_invalid_token(example_client: Client, make, message: str) -> None:
+async def test_refused_tokens_are_401_invalid_token(
+    example_client: Client, make, message: str
+) -> None:
     token = make(example_client.runtime.config.auth.jwt.secret)
     status, body, response = await example_client.as_(token).get("/users")
     assert (status, error(body)) == (401, ("invalid_token", message))
@@ -54,11 +70,15 @@ async def test_refused_tokens_are_401_invalid_token(example_client: Client, make
 
 
 async def test_a_refused_token_does_not_block_a_public_action(example_client: Client) -> None:
-    status, body, _ = await example_client.as_("garbage").post("/auth/login", json={"email": "a@b.co", "password": "x"})
+    status, body, _ = await example_client.as_("garbage").post(
+        "/auth/login", json={"email": "a@b.co", "password": "x"}
+    )
     assert (status, body["error"]["code"]) == (401, "invalid_credentials")
 
 
-async def test_missing_permission_is_403_naming_it(admin_client: Client, example_client: Client) -> None:
+async def test_missing_permission_is_403_naming_it(
+    admin_client: Client, example_client: Client
+) -> None:
     user = example_client.as_(example_client.token("00000000-0000-4000-8000-000000000002"))
     status, body, _ = await user.post("/users", json={"email": "x@example.com", "name": "X"})
     assert (status, error(body)) == (403, ("forbidden", "missing permission 'users:create'"))
@@ -72,11 +92,17 @@ async def test_signup_login_and_me(example_client: Client) -> None:
     assert status == 201, body
     assert set(body["user"]) == {"id", "email", "name", "created_at", "updated_at"}
     assert "correct horse" not in str(body)
-    status, body, _ = await example_client.post("/auth/login", json={"email": "ann@example.com", "password": "wrong password"})
+    status, body, _ = await example_client.post(
+        "/auth/login", json={"email": "ann@example.com", "password": "wrong password"}
+    )
     assert (status, body["error"]["code"]) == (401, "invalid_credentials")
-    status, body, _ = await example_client.post("/auth/login", json={"email": "nobody@example.com", "password": "whatever"})
+    status, body, _ = await example_client.post(
+        "/auth/login", json={"email": "nobody@example.com", "password": "whatever"}
+    )
     assert (status, body["error"]["code"]) == (401, "invalid_credentials")
-    status, body, _ = await example_client.post("/auth/login", json={"email": "ann@example.com", "password": "correct horse battery"})
+    status, body, _ = await example_client.post(
+        "/auth/login", json={"email": "ann@example.com", "password": "correct horse battery"}
+    )
     assert status == 200
     status, me, _ = await example_client.as_(body["token"]).get("/auth/me")
     assert (status, me["user"]["email"], me["orgs"]) == (200, "ann@example.com", [])
@@ -94,9 +120,13 @@ async def make_user(admin: Client, email: str) -> str:
 @pytest.fixture
 async def two_orgs(admin_client: Client) -> dict[str, str]:
     """Ann admins org A, Bob admins org B, Cat is a plain member of A."""
-    ids = {name: await make_user(admin_client, f"{name}@example.com") for name in ("ann", "bob", "cat")}
+    ids = {
+        name: await make_user(admin_client, f"{name}@example.com") for name in ("ann", "bob", "cat")
+    }
     for owner, org in (("ann", "A"), ("bob", "B")):
-        status, body, _ = await admin_client.as_(admin_client.token(ids[owner])).post("/orgs", json={"name": org})
+        status, body, _ = await admin_client.as_(admin_client.token(ids[owner])).post(
+            "/orgs", json={"name": org}
+        )
         assert status == 201, body
         ids[org] = body["org"]["id"]
     ann = admin_client.as_(admin_client.token(ids["ann"]))
@@ -114,7 +144,10 @@ async def test_in_org_checks_membership(example_client: Client, two_orgs: dict[s
     ann = as_user(example_client, two_orgs, "ann")
     status, body, _ = await ann.get(f"/orgs/{two_orgs['A']}/members")
     assert status == 200
-    assert [(m["email"], m["role"]) for m in body["members"]] == [("ann@example.com", "admin"), ("cat@example.com", "member")]
+    assert [(m["email"], m["role"]) for m in body["members"]] == [
+        ("ann@example.com", "admin"),
+        ("cat@example.com", "member"),
+    ]
     status, body, _ = await ann.get(f"/orgs/{two_orgs['B']}/members")
     assert (status, body["error"]["code"]) == (403, "forbidden")
     status, body, _ = await ann.get("/orgs/00000000-0000-4000-8000-0000000000ff/members")
@@ -123,14 +156,18 @@ async def test_in_org_checks_membership(example_client: Client, two_orgs: dict[s
     assert (status, body["error"]["code"]) == (404, "org_not_found")
 
 
-async def test_another_orgs_id_in_x_org_id_is_403(example_client: Client, two_orgs: dict[str, str]) -> None:
+async def test_another_orgs_id_in_x_org_id_is_403(
+    example_client: Client, two_orgs: dict[str, str]
+) -> None:
     status, body, _ = await as_user(example_client, two_orgs, "ann", org="B").get("/projects")
     assert (status, body["error"]["code"]) == (403, "forbidden")
     status, body, _ = await as_user(example_client, two_orgs, "ann").get("/projects")
     assert (status, body["error"]["code"]) == (400, "org_required")
 
 
-async def test_wildcard_and_org_role_permissions(example_client: Client, two_orgs: dict[str, str]) -> None:
+async def test_wildcard_and_org_role_permissions(
+    example_client: Client, two_orgs: dict[str, str]
+) -> None:
     ann = as_user(example_client, two_orgs, "ann", org="A")  # org:admin → projects:*
     cat = as_user(example_client, two_orgs, "cat", org="A")  # org:member → projects:read
     status, body, _ = await ann.post("/projects", json={"name": "Apollo"})
@@ -161,19 +198,25 @@ async def test_row_level_security_hides_other_orgs_rows(
     assert status == 200
 
 
-async def test_has_feature_follows_the_plan(example_client: Client, two_orgs: dict[str, str], database: str) -> None:
+async def test_has_feature_follows_the_plan(
+    example_client: Client, two_orgs: dict[str, str], database: str
+) -> None:
     ann = as_user(example_client, two_orgs, "ann", org="A")
     status, body, _ = await ann.get("/projects/report")
     assert (status, body["error"]["code"]) == (403, "upgrade_required")
     with psycopg.connect(database) as conn:
-        conn.execute("UPDATE subscriptions SET plan_key = 'pro' WHERE org_id = %s", (two_orgs["A"],))
+        conn.execute(
+            "UPDATE subscriptions SET plan_key = 'pro' WHERE org_id = %s", (two_orgs["A"],)
+        )
     status, body, _ = await ann.get("/projects/report")
     assert (status, body) == (200, {"projects": 0})
     status, body, _ = await ann.get(f"/orgs/{two_orgs['A']}/features")
     assert body == {"plan": "pro", "features": ["projects", "reports"]}
 
 
-async def test_org_creation_is_one_transaction(example_client: Client, admin_client: Client, database: str) -> None:
+async def test_org_creation_is_one_transaction(
+    example_client: Client, admin_client: Client, database: str
+) -> None:
     # A token for a user that does not exist: the membership's foreign key fails,
     # and the org inserted just before it must not survive.
     ghost = example_client.as_(example_client.token("00000000-0000-4000-8000-0000000000aa"))
@@ -230,8 +273,12 @@ async def serve_custom(tmp_path: Path, database: str, jwt_section: str, server: 
 
 @pytest.fixture
 async def hs_app(tmp_path: Path, database: str) -> AsyncIterator[Client]:
-    section = f"{{secret: {SECRET}, algorithms: [HS256], audience: api, issuer: 'https://id.example'}}"
-    async with await serve_custom(tmp_path, database, section, "{trusted_proxies: [127.0.0.1]}") as client:
+    section = (
+        f"{{secret: {SECRET}, algorithms: [HS256], audience: api, issuer: 'https://id.example'}}"
+    )
+    async with await serve_custom(
+        tmp_path, database, section, "{trusted_proxies: [127.0.0.1]}"
+    ) as client:
         yield client
 
 
@@ -287,11 +334,16 @@ async def test_settings_do_not_leak_between_requests_on_one_connection(hs_app: C
 async def test_rs256_refuses_algorithm_confusion(tmp_path: Path, database: str) -> None:
     public = rsa_keys()[1]
     (tmp_path / "public.pem").write_text(public)
-    async with await serve_custom(tmp_path, database, "{algorithms: [RS256], public_key: public.pem}") as app:
+    async with await serve_custom(
+        tmp_path, database, "{algorithms: [RS256], public_key: public.pem}"
+    ) as app:
         status, _, _ = await app.as_(rs256(claims(roles=["editor"]))).get("/me")
         assert status == 200
         forged = hmac_signed_with(public.encode(), claims(roles=["editor"]))
         status, body, _ = await app.as_(forged).get("/me")
-        assert (status, error(body)) == (401, ("invalid_token", "the token's algorithm is not accepted"))
+        assert (status, error(body)) == (
+            401,
+            ("invalid_token", "the token's algorithm is not accepted"),
+        )
         status, body, _ = await app.as_(unsigned(claims(roles=["editor"]))).get("/me")
         assert (status, body["error"]["code"]) == (401, "invalid_token")

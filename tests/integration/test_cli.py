@@ -46,6 +46,12 @@ def test_validate_reports_config_problems(tmp_path: Path) -> None:
     result = run("validate", str(tmp_path / "config.yaml"))
     assert result.exit_code == 1
     assert ":2: invalid YAML" in result.output
+    (tmp_path / "config.yaml").write_text("app: x\nserver:\n  port: '${NO_SUCH_PORT}'\n")
+    result = run("validate", str(tmp_path / "config.yaml"), env={"NO_SUCH_PORT": None})  # type: ignore[dict-item]
+    assert result.exit_code == 1
+    assert (
+        "config.yaml:3: server.port: environment variable NO_SUCH_PORT is not set" in result.output
+    )
 
 
 def test_routes_prints_a_table() -> None:
@@ -116,11 +122,12 @@ def test_call_applies_guards_like_http(database: str) -> None:
         '{"email": "a@b.co", "name": "A"}',
         env=env,
     )
-    assert json.loads(no_permission.stderr)["error"] == {
+    body = json.loads(no_permission.stderr)["error"]
+    assert len(body.pop("trace_id")) == 32
+    assert body == {
         "code": "forbidden",
         "message": "missing permission 'users:create'",
         "details": [],
-        "trace_id": "cli",
     }
     system = run("call", config, "users.list", "--system", env=env)
     assert json.loads(system.stderr)["error"]["code"] == "unauthenticated"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
-from support.apps import serving, write_app
+from support.apps import Client, serving, write_app
 from support.postgres import ThrowawayPostgres
 
 pytestmark = pytest.mark.integration
@@ -20,6 +22,10 @@ actions:
   - name: ping.db
     handler: PKG.handlers:ping
     triggers: [{api: GET /ping}]
+  - name: ping.autocommit
+    handler: PKG.handlers:ping
+    transaction: false
+    triggers: [{api: GET /ping-autocommit}]
   - name: ping.pure
     handler: PKG.handlers:pure
     triggers: [{api: GET /pure}]
@@ -34,6 +40,8 @@ async def pure(input, ctx):
     return {"ok": True}
 """
 
+CONFIG = "app: ping\ndatabase: {pool: {min: 2, max: 4, acquire_timeout_seconds: 2}}\n"
+
 
 @pytest.fixture
 def postgres(tmp_path: Path) -> Iterator[ThrowawayPostgres]:
@@ -42,42 +50,82 @@ def postgres(tmp_path: Path) -> Iterator[ThrowawayPostgres]:
     server.close()
 
 
+async def timed(client: Client, path: str) -> tuple[int, dict, float]:
+    started = time.monotonic()
+    status, body, _ = await client.get(path)
+    return status, body, time.monotonic() - started
+
+
+async def wait_for_200(client: Client, path: str, seconds: float = 20) -> tuple[int, dict]:
+    deadline = time.monotonic() + seconds
+    while True:
+        status, body, _ = await client.get(path)
+        if status == 200 or time.monotonic() > deadline:
+            return status, body
+        await asyncio.sleep(0.2)
+
+
 @pytest.mark.timeout(120)
 async def test_database_down_is_503_then_recovers(
     tmp_path: Path, postgres: ThrowawayPostgres
 ) -> None:
-    config, _ = write_app(
-        tmp_path / "app",
-        {"ping.yaml": MANIFEST},
-        HANDLERS,
-        config="app: ping\ndatabase: {pool: {min: 2, max: 4, acquire_timeout_seconds: 3}}\n",
-    )
+    config, _ = write_app(tmp_path / "app", {"ping.yaml": MANIFEST}, HANDLERS, config=CONFIG)
     async with serving(config, postgres.dsn) as client:
-        status, body, _ = await client.get("/ping")
-        assert (status, body) == (200, {"one": 1})
+        assert (await client.get("/ping"))[:2] == (200, {"one": 1})
 
         await asyncio.to_thread(postgres.stop)
-        for _ in range(3):
-            started = time.monotonic()
-            status, body, response = await client.get("/ping")
-            elapsed = time.monotonic() - started
-            assert status == 503, body
-            assert body["error"]["code"] == "database_unavailable"
-            assert body["error"]["trace_id"] == response.headers["x-trace-id"]
-            # Bounded by the acquire timeout, never a hang.
-            assert elapsed < 4, elapsed
-        status, _, _ = await client.get("/readyz")
-        assert status == 503
-        status, body, _ = await client.get("/pure")
-        assert (status, body) == (200, {"ok": True})
+        status, body, first = await timed(client, "/ping")
+        assert (status, body["error"]["code"]) == (503, "database_unavailable")
+        assert first < 3  # at most the acquire timeout
+        for path in ("/ping", "/ping-autocommit", "/ping"):
+            status, body, elapsed = await timed(client, path)
+            assert (status, body["error"]["code"]) == (503, "database_unavailable")
+            assert elapsed < 1  # known down: answered at once
+        assert (await client.get("/readyz"))[0] == 503
+        assert (await client.get("/pure"))[:2] == (200, {"ok": True})
 
         await asyncio.to_thread(postgres.start)
-        deadline = time.monotonic() + 20
-        while True:
-            status, body, _ = await client.get("/ping")
-            if status == 200 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.2)
-        assert (status, body) == (200, {"one": 1})
-        status, _, _ = await client.get("/readyz")
-        assert status == 200
+        assert await wait_for_200(client, "/ping") == (200, {"one": 1})
+        assert (await client.get("/readyz"))[0] == 200
+
+
+@pytest.mark.timeout(120)
+async def test_autocommit_action_survives_a_restart(
+    tmp_path: Path, postgres: ThrowawayPostgres
+) -> None:
+    config, _ = write_app(tmp_path / "app", {"ping.yaml": MANIFEST}, HANDLERS, config=CONFIG)
+    async with serving(config, postgres.dsn) as client:
+        assert (await client.get("/ping-autocommit"))[0] == 200
+        await asyncio.to_thread(postgres.stop)
+        await asyncio.to_thread(postgres.start)
+        # The pooled connections all broke; the first request after the restart
+        # notices on its first statement and moves on to a fresh connection.
+        assert (await client.get("/ping-autocommit"))[:2] == (200, {"one": 1})
+
+
+def postgres_processes(server: ThrowawayPostgres) -> list[psutil.Process]:
+    main = psutil.Process(server.pid())
+    return [main, *main.children(recursive=True)]
+
+
+@pytest.mark.timeout(120)
+async def test_a_frozen_database_does_not_hang_requests(
+    tmp_path: Path, postgres: ThrowawayPostgres
+) -> None:
+    config, _ = write_app(tmp_path / "app", {"ping.yaml": MANIFEST}, HANDLERS, config=CONFIG)
+    async with serving(config, postgres.dsn) as client:
+        assert (await client.get("/ping"))[0] == 200
+        frozen = postgres_processes(postgres)
+        for process in frozen:
+            process.send_signal(signal.SIGSTOP)
+        try:
+            status, body, elapsed = await timed(client, "/ping")
+            assert (status, body["error"]["code"]) == (503, "database_unavailable")
+            assert elapsed < 3
+            status, _, elapsed = await timed(client, "/readyz")
+            assert status == 503
+            assert elapsed < 2
+        finally:
+            for process in frozen:
+                process.send_signal(signal.SIGCONT)
+        assert await wait_for_200(client, "/ping", seconds=30) == (200, {"one": 1})

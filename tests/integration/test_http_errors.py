@@ -125,6 +125,9 @@ async def test_body_wins_over_query_and_path_wins_over_body(client: Client) -> N
     status, body, _ = await client.request("POST", "/probe/echo?n=1&word=q", json={"n": 2})
     assert status == 200
     assert body["input"] == {"n": 2, "word": "q"}
+    status, body, _ = await client.request("GET", "/probe/echo/7?id=8", json={"id": 9, "n": 3})
+    assert status == 200
+    assert body["input"] == {"id": 7, "n": 3}
 
 
 async def test_uncoercible_query_value_is_a_400_naming_the_field(client: Client) -> None:

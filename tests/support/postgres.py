@@ -42,6 +42,10 @@ class ThrowawayPostgres:
         self.socket_dir: Path = info.socket_dir
         self.dsn: str = self._server.get_uri()
 
+    def pid(self) -> int:
+        """The postmaster's process id."""
+        return int((self.pgdata / "postmaster.pid").read_text().split()[0])
+
     def stop(self) -> None:
         from pgserver import _commands
 

@@ -89,8 +89,34 @@ def test_every_problem_is_reported_with_its_line(tmp_path: Path) -> None:
         f'{path}:3: server.port: "high" is not of type "integer"',
         f"{path}:4: server: unknown key 'colour'",
         f"{path}:8: logging.level: 'loud' is not one of: debug, info, warning, error",
-        f"{path}:7: database.pool.min is larger than max",
     ]
+
+
+def test_checks_beyond_the_schema_come_once_the_shapes_are_right(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "app: a\ndatabase:\n  pool: {min: 5, max: 2}\nserver: {trusted_proxies: [10.0.0.0/8, nope]}\n",
+    )
+    with pytest.raises(LoadError) as caught:
+        load_config(path, env={})
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:4: server.trusted_proxies: 'nope' is not an address or CIDR range",
+        f"{path}:3: database.pool.min is larger than max",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "app: a\ndatabase: null\n",
+        "app: a\ndatabase: {pool: null}\n",
+        "app: a\ndatabase: {pool: {min: a, max: 3}}\n",
+    ],
+)
+def test_wrong_shapes_are_problems_not_crashes(tmp_path: Path, text: str) -> None:
+    with pytest.raises(LoadError) as caught:
+        load_config(write(tmp_path, text), env={})
+    assert len(caught.value.problems) == 1
 
 
 def test_missing_file_and_yaml_errors(tmp_path: Path) -> None:

@@ -24,7 +24,9 @@ from actions_server.guards import (
 from actions_server.http.caller import client_ip, parse_networks
 
 AUTH = Auth(AuthConfig(roles={"admin": ("users:*",), "org:member": ("projects:read",)}))
-USER = Principal(kind="user", user_id="u1", roles=frozenset({"admin"}), permissions=frozenset({"own:thing"}))
+USER = Principal(
+    kind="user", user_id="u1", roles=frozenset({"admin"}), permissions=frozenset({"own:thing"})
+)
 
 
 def ctx(principal: Principal = USER) -> AuthContext:
@@ -49,7 +51,10 @@ def test_system_passes_only_with_run_as_system() -> None:
     assert code(identity_denial(ctx(SYSTEM), Caller(), "caller")) == (401, "unauthenticated")
     assert identity_denial(ctx(SYSTEM), Caller(), "system") is None
     assert permission_denial(ctx(SYSTEM), Caller(), "anything", "system") is None
-    assert code(permission_denial(ctx(SYSTEM), Caller(), "anything", "caller")) == (401, "unauthenticated")
+    assert code(permission_denial(ctx(SYSTEM), Caller(), "anything", "caller")) == (
+        401,
+        "unauthenticated",
+    )
 
 
 def test_permission() -> None:
@@ -59,7 +64,10 @@ def test_permission() -> None:
     assert code(denial) == (403, "forbidden")
     assert denial is not None
     assert denial.message == "missing permission 'billing:read'"
-    assert code(permission_denial(ctx(Principal()), Caller(), "users:create", "caller")) == (401, "unauthenticated")
+    assert code(permission_denial(ctx(Principal()), Caller(), "users:create", "caller")) == (
+        401,
+        "unauthenticated",
+    )
 
 
 def test_org_role_adds_permissions_and_a_role() -> None:
@@ -83,7 +91,9 @@ def test_org_role_adds_permissions_and_a_role() -> None:
         (None, {"org_id": ["x"]}, None, (400, "invalid_org")),
     ],
 )
-def test_chosen_org(header: str | None, payload: dict[str, Any], carried: str | None, expected: Any) -> None:
+def test_chosen_org(
+    header: str | None, payload: dict[str, Any], carried: str | None, expected: Any
+) -> None:
     auth = ctx(Principal(kind="user", user_id="u", org_id=carried))
     chosen = chosen_org(Caller(org_header=header), payload, auth)
     assert (code(chosen) if isinstance(chosen, ActionError) else chosen) == expected

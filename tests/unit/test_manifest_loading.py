@@ -162,3 +162,27 @@ def test_guards_that_act_on_the_org_need_in_org_first(tmp_path: Path) -> None:
         "actions/m.yaml:6: guards: has_feature: reports needs `in_org` before it (module guards run first)",
         "actions/m.yaml:9: guards: rate_limit: 1/1s per org needs `in_org` before it (module guards run first)",
     ]
+
+
+def test_refs_must_stay_under_schemas(tmp_path: Path) -> None:
+    manifest = "module: m\nactions:\n  - name: m.a\n    handler: PKG.handlers:create\n    input: {$ref: ../config.yaml}\n"
+    config_path, _ = write_app(tmp_path, {"m.yaml": manifest}, HANDLERS)
+    with pytest.raises(LoadError) as caught:
+        load_registry(load_config(config_path, env={}))
+    assert [str(p) for p in caught.value.problems] == [
+        "actions/m.yaml:5: cannot resolve $ref '../config.yaml': only files under schemas/ can be referenced"
+    ]
+
+
+def test_defaults_must_fit_their_schema(tmp_path: Path) -> None:
+    manifest = (
+        "module: m\nactions:\n  - name: m.a\n    handler: PKG.handlers:create\n    input:\n"
+        "      type: object\n      required: [name]\n      properties:\n"
+        "        name: {type: string}\n        limit: {type: integer, default: ten}\n"
+    )
+    config_path, _ = write_app(tmp_path, {"m.yaml": manifest}, HANDLERS)
+    with pytest.raises(LoadError) as caught:
+        load_registry(load_config(config_path, env={}))
+    assert [str(p) for p in caught.value.problems] == [
+        'actions/m.yaml:10: input.properties.limit.default: "ten" is not of type "integer"'
+    ]

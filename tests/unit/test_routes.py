@@ -90,6 +90,8 @@ ROUTER = Router(
         ("HEAD", "/users/42", "get", {"id": "42"}),
         ("GET", "/", "root", {}),
         ("GET", "/files/a%2Fb%20c", "file", {"name": "a/b c"}),
+        ("GET", "//users", "list", {}),
+        ("GET", "//users//42//", "get", {"id": "42"}),
     ],
 )
 def test_match(method: str, path: str, name: str, params: dict[str, str]) -> None:
@@ -97,7 +99,7 @@ def test_match(method: str, path: str, name: str, params: dict[str, str]) -> Non
     assert (found.action.name, got) == (name, params)
 
 
-@pytest.mark.parametrize("path", ["/nope", "/users/1/2", "/users//posts", "/files"])
+@pytest.mark.parametrize("path", ["/nope", "/users/1/2", "/files", "/files/"])
 def test_not_found(path: str) -> None:
     with pytest.raises(NotFound):
         ROUTER.match("GET", path)

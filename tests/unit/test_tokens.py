@@ -10,8 +10,6 @@ from typing import Any
 import jwt
 import pytest
 
-from support.tokens import SECRET, claims, hmac_signed_with, hs256, rs256, rsa_keys, unsigned
-
 from actions_server.auth import (
     Principal,
     RolePolicy,
@@ -23,6 +21,7 @@ from actions_server.auth import (
 )
 from actions_server.config import JwtConfig, load_config
 from actions_server.errors import LoadError
+from support.tokens import SECRET, claims, hmac_signed_with, hs256, rs256, rsa_keys, unsigned
 
 
 def verifier(**options: Any) -> TokenVerifier:
@@ -50,7 +49,10 @@ def test_a_good_token_gives_its_principal() -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: hs256(claims(), secret="another-secret-that-is-also-long-enough-xx"), "the token is invalid"),
+        (
+            lambda: hs256(claims(), secret="another-secret-that-is-also-long-enough-xx"),
+            "the token is invalid",
+        ),
         (lambda: hs256(claims(exp=int(time.time()) - 60)), "the token has expired"),
         (lambda: hs256(claims(nbf=int(time.time()) + 60)), "the token is not valid yet"),
         (lambda: hs256({"exp": int(time.time()) + 60}), "the token has no 'sub' claim"),
@@ -73,9 +75,17 @@ def test_leeway_accepts_a_token_just_expired() -> None:
 def test_audience_and_issuer_when_configured() -> None:
     strict = verifier(audience="api", issuer="https://id.example")
     assert strict.verify(hs256(claims(aud="api", iss="https://id.example"))).user_id
-    assert refused(strict, hs256(claims(aud="other", iss="https://id.example"))) == "the token is for another audience"
-    assert refused(strict, hs256(claims(aud="api", iss="https://evil.example"))) == "the token is from another issuer"
-    assert refused(strict, hs256(claims(iss="https://id.example"))) == "the token has no 'aud' claim"
+    assert (
+        refused(strict, hs256(claims(aud="other", iss="https://id.example")))
+        == "the token is for another audience"
+    )
+    assert (
+        refused(strict, hs256(claims(aud="api", iss="https://evil.example")))
+        == "the token is from another issuer"
+    )
+    assert (
+        refused(strict, hs256(claims(iss="https://id.example"))) == "the token has no 'aud' claim"
+    )
 
 
 def test_rs256_with_a_public_key_and_no_algorithm_confusion() -> None:
@@ -83,13 +93,20 @@ def test_rs256_with_a_public_key_and_no_algorithm_confusion() -> None:
     rsa = TokenVerifier(JwtConfig(public_key=public, algorithms=("RS256",)))
     assert rsa.verify(rs256(claims())).user_id
     # The classic attack: HS256 "signed" with the server's public key as the secret.
-    assert refused(rsa, hmac_signed_with(public.encode(), claims())) == "the token's algorithm is not accepted"
+    assert (
+        refused(rsa, hmac_signed_with(public.encode(), claims()))
+        == "the token's algorithm is not accepted"
+    )
     assert refused(rsa, unsigned(claims())) == "the token's algorithm is not accepted"
 
 
 def test_jwks_picks_the_key_by_kid() -> None:
     _, public = rsa_keys()
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).prepare_key(public)))
+    jwk = json.loads(
+        jwt.algorithms.RSAAlgorithm.to_jwk(
+            jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).prepare_key(public)
+        )
+    )
     jwks = {"keys": [{**jwk, "kid": "k1", "alg": "RS256", "use": "sig"}]}
     keyed = TokenVerifier(JwtConfig(jwks=jwks, algorithms=("RS256",)))
     assert keyed.verify(rs256(claims(), kid="k1")).user_id
@@ -116,7 +133,10 @@ def test_the_cache_is_bounded() -> None:
 
 def test_no_jwt_config_accepts_no_token() -> None:
     none = TokenVerifier(JwtConfig(algorithms=()))
-    assert refused(none, hs256(claims())) == "this server accepts no tokens (auth.jwt is not configured)"
+    assert (
+        refused(none, hs256(claims()))
+        == "this server accepts no tokens (auth.jwt is not configured)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -156,19 +176,37 @@ def test_permits(granted: set[str], needed: str, ok: bool) -> None:
 
 
 def test_role_policy_adds_role_and_org_role_permissions() -> None:
-    policy = RolePolicy({"admin": ["users:create"], "org:admin": ["org:*"], "org:member": ["projects:read"]})
-    principal = Principal(kind="user", user_id="u", roles=frozenset({"admin"}), permissions=frozenset({"own"}))
+    policy = RolePolicy(
+        {"admin": ["users:create"], "org:admin": ["org:*"], "org:member": ["projects:read"]}
+    )
+    principal = Principal(
+        kind="user", user_id="u", roles=frozenset({"admin"}), permissions=frozenset({"own"})
+    )
     assert policy.permissions(principal, None) == {"own", "users:create"}
     assert policy.permissions(principal, "admin") == {"own", "users:create", "org:*"}
     assert policy.permissions(principal, "member") == {"own", "users:create", "projects:read"}
 
 
 def test_principal_travels_as_json() -> None:
-    principal = Principal(kind="user", user_id="u", roles=frozenset({"b", "a"}), org_id="o", org_role="admin")
+    principal = Principal(
+        kind="user", user_id="u", roles=frozenset({"b", "a"}), org_id="o", org_role="admin"
+    )
     data = principal.to_json()
-    assert data == {"kind": "user", "user_id": "u", "roles": ["a", "b"], "permissions": [], "org_id": "o", "org_role": "admin"}
+    assert data == {
+        "kind": "user",
+        "user_id": "u",
+        "roles": ["a", "b"],
+        "permissions": [],
+        "org_id": "o",
+        "org_role": "admin",
+    }
     assert Principal.from_json(json.loads(json.dumps(data))) == Principal(
-        kind="user", user_id="u", roles=frozenset({"a", "b"}), claims={"sub": "u"}, org_id="o", org_role="admin"
+        kind="user",
+        user_id="u",
+        roles=frozenset({"a", "b"}),
+        claims={"sub": "u"},
+        org_id="o",
+        org_role="admin",
     )
 
 
@@ -178,8 +216,14 @@ def test_principal_travels_as_json() -> None:
         ("{secret: short}", "auth.jwt.secret is 5 bytes; HS256 needs at least 32"),
         ("{algorithms: [HS256]}", "auth.jwt: HS256 needs a secret"),
         ("{algorithms: [RS256]}", "auth.jwt: RS256 needs public_key or jwks_file"),
-        ("{algorithms: [HS256, RS256], secret: " + "x" * 40 + "}", "mixes HS* with public-key algorithms"),
-        ("{algorithms: [RS256], public_key: missing.pem}", "auth.jwt.public_key: cannot read missing.pem"),
+        (
+            "{algorithms: [HS256, RS256], secret: " + "x" * 40 + "}",
+            "mixes HS* with public-key algorithms",
+        ),
+        (
+            "{algorithms: [RS256], public_key: missing.pem}",
+            "auth.jwt.public_key: cannot read missing.pem",
+        ),
     ],
 )
 def test_auth_config_problems(tmp_path: Path, jwt_section: str, message: str) -> None:
@@ -192,6 +236,8 @@ def test_auth_config_problems(tmp_path: Path, jwt_section: str, message: str) ->
 
 def test_public_key_from_a_file(tmp_path: Path) -> None:
     (tmp_path / "key.pem").write_text(rsa_keys()[1])
-    (tmp_path / "config.yaml").write_text("app: a\nauth:\n  jwt: {algorithms: [RS256], public_key: key.pem}\n")
+    (tmp_path / "config.yaml").write_text(
+        "app: a\nauth:\n  jwt: {algorithms: [RS256], public_key: key.pem}\n"
+    )
     config = load_config(tmp_path / "config.yaml", env={})
     assert TokenVerifier(config.auth.jwt).verify(rs256(claims())).user_id

@@ -2,9 +2,12 @@
 
 A unique violation is 409; a foreign key pointing at nothing is 400 and one
 still pointed at is 409; a NOT NULL or CHECK violation and invalid input syntax
-(SQLSTATE class 22) are 400; a lost connection or a statement timeout is 503.
-Anything else returns None: a handler bug, answered with 500. Messages name the
-table and columns from the server's diagnostics, never the SQL.
+(SQLSTATE class 22) are 400; a serialization failure, a deadlock or a lock not
+available is 409 (worth retrying); a lost connection, a server out of
+resources or a statement timeout is 503. Only a lost connection means the
+database is down (`connection_lost`). Anything else returns None: a handler
+bug, answered with 500. Messages name the table and columns from the server's
+diagnostics, never the SQL.
 """
 
 from __future__ import annotations
@@ -71,6 +74,26 @@ def map_database_error(exc: BaseException) -> ActionError | None:
         return DatabaseUnavailable("the database did not answer in time", code="database_timeout")
     if isinstance(exc, pg.DataError):
         return BadRequest(exc.diag.message_primary or "invalid value", code="invalid_value")
-    if isinstance(exc, psycopg.OperationalError):
+    if isinstance(exc, pg.SerializationFailure | pg.DeadlockDetected | pg.LockNotAvailable):
+        return Conflict(
+            "the change collided with a concurrent one; retry the request", code="concurrent_update"
+        )
+    if connection_lost(exc) or (exc.sqlstate or "").startswith("53"):
         return DatabaseUnavailable()
     return None
+
+
+# Admin shutdown, crash shutdown, cannot connect now: the server went away.
+_SERVER_GONE = frozenset({"57P01", "57P02", "57P03"})
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` means the connection to the server is gone (the database is down).
+
+    Client-side connection failures carry no SQLSTATE; class 08 is connection
+    exceptions.
+    """
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _SERVER_GONE

@@ -17,7 +17,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ..errors import ActionsServerError
+from ..errors import ActionsServerError, DatabaseUnavailable
+from .pool import describe_dsn
 
 log = logging.getLogger("actions_server.migrate")
 
@@ -80,7 +81,14 @@ async def apply_migrations(
     """
     pending = discover(FRAMEWORK_SQL, "framework") + discover(app_folder, "app")
     applied_now: list[str] = []
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+    try:
+        connection = await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=10)
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise DatabaseUnavailable(
+            f"cannot connect to the database ({describe_dsn(dsn)}): {reason}"
+        ) from None
+    async with connection as conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             await conn.execute(_BOOTSTRAP)

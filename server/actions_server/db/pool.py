@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import psycopg
@@ -24,7 +25,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ..errors import DatabaseUnavailable
+from ..errors import DatabaseUnavailable, ServerBusy
 
 log = logging.getLogger("actions_server.db")
 
@@ -39,6 +40,10 @@ PROBE_TIMEOUT_SECONDS = 0.5
 # early lets the next waiting request start a fresh attempt, so recovery after an
 # outage takes about a second instead of up to the last backoff delay.
 RECONNECT_TIMEOUT_SECONDS = 2.0
+
+
+class _Stalled(Exception):
+    """The database accepted the work but did not answer in time."""
 
 
 class Database:
@@ -56,7 +61,18 @@ class Database:
     ) -> None:
         self.dsn = dsn
         self.acquire_timeout = acquire_timeout
-        options: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
+        options: dict[str, Any] = {
+            "autocommit": True,
+            "row_factory": dict_row,
+            # Bound the ways a network can hang a connection (ignored on Unix sockets):
+            # connecting, and a peer that stops acknowledging.
+            "connect_timeout": max(2, math.ceil(acquire_timeout)),
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 30_000,
+        }
         if statement_timeout is not None:
             options["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
         self.pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
@@ -71,6 +87,8 @@ class Database:
         )
         self._down_since: float | None = None
         self._probing = False
+        self._background: set[asyncio.Future[None]] = set()
+        self._in_use = 0  # connections taken from the pool and not yet given back
 
     @property
     def is_down(self) -> bool:
@@ -97,6 +115,8 @@ class Database:
 
     async def close(self) -> None:
         await self.pool.close()
+        for task in self._background:
+            task.cancel()
 
     async def acquire(self, *, begin: bool = False, setup: Sequence[Statement] = ()) -> Connection:
         """A pooled connection, in a transaction if `begin`, after `setup` ran; or 503.
@@ -117,36 +137,81 @@ class Database:
         return await self._acquire(self.acquire_timeout, first)
 
     async def _acquire(self, wait: float, first: Sequence[Statement]) -> Connection:
-        # A restarted server leaves every idle connection broken. BEGIN finds that
-        # out at no extra cost (the socket is closed, it fails at once) and, since
-        # nothing has run yet, the request simply moves on to the next connection.
+        # A restarted server leaves every idle connection broken. The first
+        # statement (BEGIN, or SELECT 1 when the run is not transactional) finds
+        # that out at once (the socket is closed) and, since nothing has run
+        # yet, the request simply moves on to the next connection.
+        first = first or [(_PING, None)]
         for _ in range(self.pool.max_size + 1):
             try:
                 conn = await self.pool.getconn(timeout=wait)
+                self._in_use += 1
             except PoolTimeout:
+                if self._in_use >= self.pool.max_size:  # all ours, all working: busy, not down
+                    raise ServerBusy() from None
                 self.mark_down("no connection within the acquire timeout")
                 raise DatabaseUnavailable() from None
-            if not first:
-                return conn
             try:
-                if len(first) == 1:
-                    await conn.execute(*first[0])
-                else:
-                    async with conn.pipeline():
-                        for statement, params in first:
-                            await conn.execute(statement, params)
+                await self._within(wait, self._send(conn, first), conn)
+            except _Stalled:
+                self.mark_down(f"no answer to the first statement within {wait:g}s")
+                raise DatabaseUnavailable() from None
             except psycopg.OperationalError:
-                await self.pool.putconn(conn)  # the pool discards a broken connection
+                await self.release(conn)  # the pool discards a broken connection
                 continue
             except BaseException:
-                await self.pool.putconn(conn)  # e.g. a role that does not exist
+                await self.release(conn)  # e.g. a role that does not exist
                 raise
             self.mark_up()
             return conn
         self.mark_down("every pooled connection was broken")
         raise DatabaseUnavailable()
 
+    @staticmethod
+    async def _send(conn: Connection, statements: Sequence[Statement]) -> None:
+        if len(statements) == 1:
+            await conn.execute(*statements[0])
+            return
+        async with conn.pipeline():
+            for statement, params in statements:
+                await conn.execute(statement, params)
+
+    async def _within(self, seconds: float, work: Awaitable[None], conn: Connection | None) -> None:
+        """Await `work` for at most `seconds`, else raise _Stalled at once.
+
+        A server that accepts connections but never answers (frozen, or behind a
+        black hole) must not hold requests: psycopg, when cancelled, spends up to
+        ten seconds asking the server to cancel, so the work is left to finish
+        in the background and `conn` goes back to the pool (which drops it if it
+        ended up broken) when it does.
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            done, _ = await asyncio.wait((task,), timeout=seconds)
+        except asyncio.CancelledError:
+            self._abandon(task, conn)
+            raise
+        if done:
+            task.result()
+            return
+        self._abandon(task, conn)
+        raise _Stalled()
+
+    def _abandon(self, task: asyncio.Future[None], conn: Connection | None) -> None:
+        task.cancel()
+
+        def release(finished: asyncio.Future[None]) -> None:
+            if not finished.cancelled():
+                finished.exception()  # retrieved: a broken connection is expected here
+            if conn is not None:
+                returning = asyncio.ensure_future(self.release(conn))
+                self._background.add(returning)
+                returning.add_done_callback(self._background.discard)
+
+        task.add_done_callback(release)
+
     async def release(self, conn: Connection) -> None:
+        self._in_use -= 1
         await self.pool.putconn(conn)
 
     def mark_down(self, reason: str) -> None:
@@ -160,15 +225,17 @@ class Database:
             self._down_since = None
 
     async def ping(self, within: float = 1.0) -> bool:
-        """Whether the database answers within `within` seconds."""
+        """Whether the database answers within `within` seconds (never waits longer)."""
+
+        async def probe() -> None:
+            conn = await self.acquire()
+            await self.release(conn)
+
         try:
-            async with asyncio.timeout(within):
-                conn = await self.acquire(begin=True)
-                try:
-                    await conn.execute("ROLLBACK")
-                finally:
-                    await self.release(conn)
-        except (DatabaseUnavailable, psycopg.OperationalError, TimeoutError):
+            await self._within(within, probe(), None)
+        except ServerBusy:
+            return True  # every connection is busy working: the database is there
+        except (_Stalled, DatabaseUnavailable, psycopg.OperationalError):
             return False
         return True
 

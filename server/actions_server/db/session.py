@@ -10,12 +10,15 @@ transaction. `transaction()` nests a savepoint inside it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
+from ..errors import ActionsServerError
 from .pool import Connection, Database
 from .query import Order, Query, QueryError
 
@@ -23,10 +26,22 @@ Row = dict[str, Any]
 Statement = tuple[sql.SQL | sql.Composed, Sequence[Any] | None]
 
 
+class TransactionAborted(ActionsServerError):
+    """The run swallowed a database error; its transaction can only roll back."""
+
+
 class DbSession:
     """The database as one run sees it (`ctx.db`)."""
 
-    __slots__ = ("_conn", "_database", "_pending", "_role", "_session_level", "_transactional")
+    __slots__ = (
+        "_conn",
+        "_database",
+        "_opening",
+        "_pending",
+        "_role",
+        "_session_level",
+        "_transactional",
+    )
 
     def __init__(
         self, database: Database, *, transactional: bool = True, role: str | None = None
@@ -37,6 +52,7 @@ class DbSession:
         self._conn: Connection | None = None
         self._pending: dict[str, str] = {}
         self._session_level: set[str] = set()  # settings to reset before the connection goes back
+        self._opening: asyncio.Lock | None = None
 
     @property
     def used(self) -> bool:
@@ -56,10 +72,18 @@ class DbSession:
         """The run's connection (opening the run's transaction on first use)."""
         conn = self._conn
         if conn is None:
-            conn = self._conn = await self._database.acquire(
-                begin=self._transactional, setup=self._setup(first=True)
-            )
-        elif self._pending:
+            # Handlers may gather() several queries: only one of them may open the
+            # run's connection, or the others' work would land outside the run.
+            if self._opening is None:
+                self._opening = asyncio.Lock()
+            async with self._opening:
+                conn = self._conn
+                if conn is None:
+                    conn = self._conn = await self._database.acquire(
+                        begin=self._transactional, setup=self._setup(first=True)
+                    )
+                    return conn
+        if self._pending:
             for statement, params in self._setup(first=False):
                 await conn.execute(statement, params)
         return conn
@@ -90,6 +114,15 @@ class DbSession:
             return
         try:
             if self._transactional:
+                if commit and conn.info.transaction_status == TransactionStatus.INERROR:
+                    # A statement failed and the handler carried on: PostgreSQL would
+                    # answer COMMIT with a silent rollback. Say so instead.
+                    await conn.execute("ROLLBACK")
+                    raise TransactionAborted(
+                        "a database error was caught and ignored inside the run, which aborted "
+                        "its transaction; nothing was saved (use ctx.db.transaction() to recover "
+                        "from an expected error)"
+                    )
                 await conn.execute("COMMIT" if commit else "ROLLBACK")
             elif self._session_level:
                 await self._reset(conn)

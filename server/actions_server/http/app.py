@@ -17,15 +17,15 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import ActionError, InternalError
+from ..errors import ActionError, InternalError, MethodNotAllowed
 from ..executor import new_trace_id
 from ..jsonutil import dumps
 from ..registry import Registry
 from ..runtime import Runtime
 from .caller import caller_of, parse_networks
 from .errors import error_json
-from .inputs import read_input
-from .routes import Router
+from .inputs import BodyLimits, read_input
+from .routes import Router, normalize_path
 
 log = logging.getLogger("actions_server.http")
 
@@ -42,7 +42,10 @@ class HttpFront:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.max_body = runtime.config.server.max_body_bytes
+        server = runtime.config.server
+        self.limits = BodyLimits(
+            max_bytes=server.max_body_bytes, timeout_seconds=server.body_timeout_seconds
+        )
         self.router = Router(runtime.registry.routes)
         self.builtins: dict[str, Endpoint] = {"/healthz": self.healthz, "/readyz": self.readyz}
         self.verifier = runtime.executor.auth.verifier
@@ -58,15 +61,18 @@ class HttpFront:
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         incoming = request.headers.get(TRACE_HEADER)
         trace_id = incoming if incoming and _TRACE_ID.match(incoming) else new_trace_id()
-        path = request.raw_path.partition("?")[0]
+        # rel_url, not raw_path: an absolute-form target (GET http://host/x) has a path too.
+        path = normalize_path(request.rel_url.raw_path)
         builtin = self.builtins.get(path)
-        if builtin is not None and request.method in ("GET", "HEAD"):
-            return await builtin(request, trace_id)
+        if builtin is not None:
+            if request.method in ("GET", "HEAD"):
+                return await builtin(request, trace_id)
+            return error_response(MethodNotAllowed({"GET", "HEAD"}), trace_id)
         try:
             route, params = self.router.match(request.method, path)
-            payload = await read_input(request, route.action, params, self.max_body)
+            payload = await read_input(request, route.action, params, self.limits)
             caller = caller_of(request, self.verifier, self.trusted_proxies)
-            output = await self.runtime.executor.run(
+            result = await self.runtime.executor.run(
                 route.action, payload, trigger="api", caller=caller, trace_id=trace_id
             )
         except ActionError as exc:
@@ -74,10 +80,11 @@ class HttpFront:
         except Exception:
             log.exception("request failed outside the executor", extra={"trace_id": trace_id})
             return error_response(InternalError(), trace_id)
-        if output is None:
+        if result.output is None:
             status = 204 if route.status == 200 else route.status
             return web.Response(status=status, headers={TRACE_HEADER: trace_id})
-        return json_response(output, route.status, trace_id)
+        headers = {"Content-Type": _JSON, TRACE_HEADER: trace_id}
+        return web.Response(body=result.json, status=route.status, headers=headers)
 
     async def healthz(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
         return json_response({"status": "ok"}, 200, trace_id)

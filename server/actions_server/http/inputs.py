@@ -10,12 +10,14 @@ FastAPI ignores undeclared query parameters).
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from ..coercion import ObjectPlan
-from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ..errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from ..jsonutil import JSONDecodeError, loads
 from ..manifests.model import ActionSpec
 
@@ -26,8 +28,14 @@ def is_json(content_type: str) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BodyLimits:
+    max_bytes: int
+    timeout_seconds: float
+
+
 async def read_input(
-    request: web.BaseRequest, action: ActionSpec, params: dict[str, str], max_body: int
+    request: web.BaseRequest, action: ActionSpec, params: dict[str, str], limits: BodyLimits
 ) -> dict[str, Any]:
     schema = action.input
     plan = schema.plan if schema is not None else None
@@ -37,7 +45,7 @@ async def read_input(
         for key in dict.fromkeys(query.keys()):
             _put(payload, plan, key, query.getall(key))
     if request.body_exists:
-        payload.update(await _read_json_object(request, max_body))
+        payload.update(await _read_json_object(request, limits))
     for name, value in params.items():
         _put(payload, plan, name, [value])
     return payload
@@ -69,17 +77,22 @@ async def read_body(request: web.BaseRequest, limit: int) -> bytes:
         chunks.append(chunk)
 
 
-async def _read_json_object(request: web.BaseRequest, max_body: int) -> dict[str, Any]:
+async def _read_json_object(request: web.BaseRequest, limits: BodyLimits) -> dict[str, Any]:
     content_type = request.content_type
     if not is_json(content_type):
-        if request.content_length is not None and request.content_length > max_body:
-            raise PayloadTooLarge(
-                f"the body is {request.content_length} bytes; the limit is {max_body}"
-            )
+        length = request.content_length
+        if length is not None and length > limits.max_bytes:
+            raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limits.max_bytes}")
         raise UnsupportedMediaType(
             f"the body must be JSON (Content-Type: application/json), not {content_type!r}"
         )
-    body = await read_body(request, max_body)
+    try:
+        async with asyncio.timeout(limits.timeout_seconds):
+            body = await read_body(request, limits.max_bytes)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the body did not arrive within {limits.timeout_seconds:g}s"
+        ) from None
     if not body.strip():
         return {}
     try:

@@ -5,12 +5,13 @@ segments where a literal segment is tried before a parameter (`/users/me`
 before `/users/{id}`), backtracking when the literal branch leads nowhere. A
 path that exists under other methods is a 405 naming them (HEAD falls back to
 GET); a path that exists under none is a 404. A trailing slash finds the same
-route. Parameter values are percent-decoded after splitting, so `%2F` stays
-inside its segment.
+route, and repeated slashes count as one. Parameter values are percent-decoded
+after splitting, so `%2F` stays inside its segment.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from urllib.parse import unquote
 
@@ -53,7 +54,7 @@ class Router:
 
         Raises NotFound (no such path) or MethodNotAllowed (path exists, method does not).
         """
-        path = raw_path.rstrip("/") or "/"
+        path = normalize_path(raw_path)
         allowed: set[str] = set()
         static = self._static.get(path)
         if static is not None:
@@ -72,6 +73,16 @@ class Router:
                 allowed.add("HEAD")
             raise MethodNotAllowed(allowed, f"{method} is not allowed on {path}")
         raise NotFound(f"no route for {method} {path}", code="route_not_found")
+
+
+_SLASHES = re.compile(r"//+")
+
+
+def normalize_path(raw_path: str) -> str:
+    """Repeated slashes collapse and a trailing slash goes: `//users/` → `/users`."""
+    if "//" in raw_path:
+        raw_path = _SLASHES.sub("/", raw_path)
+    return raw_path.rstrip("/") or "/"
 
 
 def _pick(methods: Methods, method: str) -> Route | None:

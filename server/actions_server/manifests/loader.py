@@ -221,11 +221,19 @@ class _ModuleLoader:
             self.problems.extend(unresolved)
             return None
         try:
-            return CompiledSchema(bundled)
+            compiled = CompiledSchema(bundled)
         except (ValueError, jsonschema_rs.ValidationError) as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self._problem(path, f"{key}: cannot compile the schema: {first_line}")
             return None
+        # A default is filled in before validation, so a wrong one would make every
+        # request that omits the field fail, blaming the client.
+        for detail in compiled.errors(dict(compiled.defaults)):
+            name = detail.path.split("/")[1] if detail.path.count("/") >= 1 else ""
+            if name in compiled.defaults:
+                where = (*path, "properties", name, "default")
+                self._problem(where, f"{key}.properties.{name}.default: {detail.message}")
+        return compiled
 
     def _triggers(self, entries: list[dict[str, Any]], at: JsonPath, prefix: str) -> list[Trigger]:
         triggers: list[Trigger] = []

@@ -145,6 +145,14 @@ class _Bundler:
             )
             return ref
         file = (base / file_part).resolve()
+        folder = self.store.folder
+        if folder is None or not file.is_relative_to(folder):
+            self._problem(
+                doc,
+                path,
+                f"cannot resolve $ref {ref!r}: only files under schemas/ can be referenced",
+            )
+            return ref
         shared = self.store.shared(file)
         if shared is None:
             shown = self.store._shown(file)
