@@ -83,12 +83,31 @@ def permits(granted: Iterable[str], needed: str) -> bool:
 
 
 class RolePolicy:
-    """`auth.roles`: which permissions each role grants."""
+    """`auth.roles`: which permissions each role grants.
+
+    A principal from a cached token is the same object request after request,
+    so its effective permissions are remembered (bounded), keyed by identity
+    and checked against the object itself.
+    """
+
+    CACHE_SIZE = 10_000
 
     def __init__(self, roles: Mapping[str, Iterable[str]]) -> None:
         self._roles = {role: frozenset(perms) for role, perms in roles.items()}
+        self._cache: dict[tuple[int, str | None], tuple[Principal, frozenset[str]]] = {}
 
     def permissions(self, principal: Principal, org_role: str | None) -> frozenset[str]:
+        key = (id(principal), org_role)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] is principal:
+            return cached[1]
+        granted = self._compute(principal, org_role)
+        if len(self._cache) >= self.CACHE_SIZE:
+            self._cache.clear()
+        self._cache[key] = (principal, granted)
+        return granted
+
+    def _compute(self, principal: Principal, org_role: str | None) -> frozenset[str]:
         granted = set(principal.permissions)
         for role in principal.roles:
             granted |= self._roles.get(role, frozenset())

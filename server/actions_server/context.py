@@ -7,8 +7,7 @@ connection until used, and `logger` is made on first access.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .auth import AuthContext
 from .db.session import DbSession
@@ -16,9 +15,12 @@ from .db.session import DbSession
 _action_log = logging.getLogger("actions_server.action")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunInfo:
-    """`ctx.run`: which run this is, for logs and idempotency."""
+class RunInfo(NamedTuple):
+    """`ctx.run`: which run this is, for logs and idempotency.
+
+    Immutable like the frozen dataclasses elsewhere, but a NamedTuple: one is
+    made for every request, and built positionally it costs a third as much.
+    """
 
     id: str
     trace_id: str

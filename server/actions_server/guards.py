@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .auth import ANONYMOUS, AuthContext, Principal, TokenError
 from .config import OrgTables
@@ -43,15 +43,22 @@ class Caller:
     org_header: str | None = None  # x-org-id
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GuardCall:
+NOBODY = Caller()  # an anonymous caller with nothing known about it
+
+
+class GuardCall(NamedTuple):
+    """What a guard sees (a NamedTuple: one is made per guarded run)."""
+
     ctx: Context
     caller: Caller
     payload: Any
     action: ActionSpec
 
 
-Guard = Callable[[GuardCall], Awaitable[None]]
+# A guard raises to deny. The pure ones decide on the spot and return None; the
+# ones that need I/O return an awaitable, so a run behind pure guards only pays
+# for function calls, not for coroutines.
+Guard = Callable[[GuardCall], Awaitable[None] | None]
 
 
 # --- pure decisions ---------------------------------------------------------------------
@@ -240,7 +247,9 @@ def _raise(denial: ActionError | None) -> None:
 
 
 def _raising(decide: Callable[[GuardCall], ActionError | None]) -> Guard:
-    async def check(call: GuardCall) -> None:
-        _raise(decide(call))
+    def check(call: GuardCall) -> None:
+        denial = decide(call)
+        if denial is not None:
+            raise denial
 
     return check

@@ -11,3 +11,7 @@ async def hello(input: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
 async def echo(input: dict[str, Any], ctx: Any) -> dict[str, Any]:
     return input
+
+
+async def me(input: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    return {"user_id": ctx.auth.user_id}

@@ -47,16 +47,17 @@ class HttpFront:
             max_bytes=server.max_body_bytes, timeout_seconds=server.body_timeout_seconds
         )
         self.router = Router(runtime.registry.routes)
+        self.needs_client_ip = needs_client_ip(runtime.registry)
         self.builtins: dict[str, Endpoint] = {"/healthz": self.healthz, "/readyz": self.readyz}
         self.verifier = runtime.executor.auth.verifier
         self.trusted_proxies = parse_networks(runtime.config.server.trusted_proxies)
 
     def use_registry(self, registry: Registry) -> None:
         """Serve `registry` from the next request on (in-flight requests finish on the old one)."""
-        router = Router(registry.routes)
+        router, with_ip = Router(registry.routes), needs_client_ip(registry)
         self.runtime.executor.use_registry(registry)
         self.runtime.registry = registry
-        self.router = router
+        self.router, self.needs_client_ip = router, with_ip
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         incoming = request.headers.get(TRACE_HEADER)
@@ -71,7 +72,9 @@ class HttpFront:
         try:
             route, params = self.router.match(request.method, path)
             payload = await read_input(request, route.action, params, self.limits)
-            caller = caller_of(request, self.verifier, self.trusted_proxies)
+            action = route.action
+            with_ip = action.name in self.needs_client_ip
+            caller = caller_of(request, self.verifier, self.trusted_proxies, with_ip=with_ip)
             result = await self.runtime.executor.run(
                 route.action, payload, trigger="api", caller=caller, trace_id=trace_id
             )
@@ -93,6 +96,15 @@ class HttpFront:
         if await self.runtime.database.ping():
             return json_response({"status": "ready"}, 200, trace_id)
         return json_response({"status": "database unavailable"}, 503, trace_id)
+
+
+def needs_client_ip(registry: Registry) -> frozenset[str]:
+    """The actions that look at the client's address (rate limits); the others skip it."""
+    return frozenset(
+        name
+        for name, action in registry.actions.items()
+        if any(guard.name == "rate_limit" for guard in action.guards)
+    )
 
 
 def json_response(data: Any, status: int, trace_id: str) -> web.Response:

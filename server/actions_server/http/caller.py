@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from ..auth import TokenError, TokenVerifier, bearer_token
-from ..guards import Caller
+from ..guards import NOBODY, Caller
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -49,13 +49,16 @@ def client_ip(
 
 
 def caller_of(
-    request: web.BaseRequest, verifier: TokenVerifier, trusted: Sequence[Network]
+    request: web.BaseRequest, verifier: TokenVerifier, trusted: Sequence[Network], *, with_ip: bool
 ) -> Caller:
+    """The Caller of a request; the client address only `with_ip` (rate limits need it)."""
     headers = request.headers
     org = headers.get("x-org-id")
-    ip = client_ip(request.remote, headers.get("X-Forwarded-For"), trusted)
+    ip = client_ip(request.remote, headers.get("X-Forwarded-For"), trusted) if with_ip else None
     authorization = headers.get("Authorization")
     if authorization is None:
+        if org is None and ip is None:
+            return NOBODY  # the common anonymous request: nothing to build
         return Caller(client_ip=ip, org_header=org)
     try:
         token = bearer_token(authorization)

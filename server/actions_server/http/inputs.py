@@ -86,13 +86,20 @@ async def _read_json_object(request: web.BaseRequest, limits: BodyLimits) -> dic
         raise UnsupportedMediaType(
             f"the body must be JSON (Content-Type: application/json), not {content_type!r}"
         )
-    try:
-        async with asyncio.timeout(limits.timeout_seconds):
-            body = await read_body(request, limits.max_bytes)
-    except TimeoutError:
-        raise RequestTimeout(
-            f"the body did not arrive within {limits.timeout_seconds:g}s"
-        ) from None
+    content = request.content
+    if content.is_eof():
+        # The whole body came with the headers (the common case for JSON): take
+        # it, with no timer to arm and cancel (~10 µs a request).
+        body = content.read_nowait()
+        if len(body) > limits.max_bytes:
+            raise PayloadTooLarge(f"the body is larger than the limit of {limits.max_bytes} bytes")
+    else:
+        try:
+            async with asyncio.timeout(limits.timeout_seconds):
+                body = await read_body(request, limits.max_bytes)
+        except TimeoutError:
+            message = f"the body did not arrive within {limits.timeout_seconds:g}s"
+            raise RequestTimeout(message) from None
     if not body.strip():
         return {}
     try:
