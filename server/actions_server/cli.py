@@ -74,10 +74,16 @@ def main() -> None:
     help="Processes sharing the port (SO_REUSEPORT).",
 )
 @click.option("--no-migrate", is_flag=True, help="Do not apply the app's pending migrations.")
+@click.option("--no-worker", is_flag=True, help="Serve HTTP only: no job worker, no scheduler.")
 def serve_command(
-    config_file: Path, host: str | None, port: int | None, workers: int, no_migrate: bool
+    config_file: Path,
+    host: str | None,
+    port: int | None,
+    workers: int,
+    no_migrate: bool,
+    no_worker: bool,
 ) -> None:
-    """Serve the app over HTTP."""
+    """Serve the app over HTTP, and run its jobs and cron schedules."""
     from .runtime import resolve_dsn
 
     with user_errors():
@@ -87,6 +93,33 @@ def serve_command(
             port=config.server.port if port is None else port,
             workers=workers,
             migrate_app=not no_migrate,
+            jobs=not no_worker,
+        )
+        sys.exit(serve(config, resolve_dsn(config), options))
+
+
+@main.command("worker")
+@config_argument
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes to start.",
+)
+@click.option("--no-migrate", is_flag=True, help="Do not apply the app's pending migrations.")
+def worker_command(config_file: Path, workers: int, no_migrate: bool) -> None:
+    """Run the job worker and the cron scheduler, without HTTP."""
+    from .runtime import resolve_dsn
+
+    with user_errors():
+        config, _ = _load(config_file)
+        options = ServeOptions(
+            host=config.server.host,
+            port=config.server.port,
+            workers=workers,
+            migrate_app=not no_migrate,
+            http=False,
         )
         sys.exit(serve(config, resolve_dsn(config), options))
 
@@ -260,6 +293,95 @@ def migrate_command(config_file: Path) -> None:
         click.echo(f"applied {name}")
     if not app_applied:
         click.echo("nothing to apply: the database is up to date")
+
+
+@main.group("jobs")
+@config_argument
+@click.pass_context
+def jobs_group(ctx: click.Context, config_file: Path) -> None:
+    """List, retry and cancel jobs."""
+    ctx.obj = config_file
+
+
+def _with_connection(config_file: Path, work: Callable[[Any], Any]) -> Any:
+    """Run `work(conn)` on a connection to the app's database (framework tables migrated)."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from .db.migrate import apply_migrations
+    from .runtime import resolve_dsn
+
+    config = load_config(config_file)
+    configure_logging(config.logging.level, config.logging.format)
+    dsn = resolve_dsn(config)
+
+    async def go() -> Any:
+        await apply_migrations(dsn, None)
+        async with await psycopg.AsyncConnection.connect(
+            dsn, autocommit=True, row_factory=dict_row
+        ) as conn:
+            return await work(conn)
+
+    return run_loop(go())
+
+
+@jobs_group.command("list")
+@click.option("--status", type=click.Choice(["queued", "running", "done", "dead", "cancelled"]))
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.pass_obj
+def jobs_list(config_file: Path, status: str | None, limit: int) -> None:
+    """The newest jobs, one line each (with the last error of failed ones)."""
+    from .queue import store
+
+    with user_errors():
+        rows = _with_connection(config_file, lambda conn: store.list_jobs(conn, status, limit))
+    for row in rows:
+        error = row["last_error"] or {}
+        tail = f"  {error.get('code')}: {error.get('message')}" if error else ""
+        click.echo(
+            f"{row['id']:>8}  {row['status']:<9} {row['kind']:<5} {row['action']:<32} "
+            f"{row['attempts']}/{row['max_attempts']}  {row['run_at']:%Y-%m-%d %H:%M:%S}{tail}"
+        )
+    if not rows:
+        click.echo("no jobs")
+
+
+@jobs_group.command("retry")
+@click.argument("job_id", type=int, required=False)
+@click.option("--all-dead", is_flag=True, help="Retry every dead job.")
+@click.pass_obj
+def jobs_retry(config_file: Path, job_id: int | None, all_dead: bool) -> None:
+    """Queue a dead (or cancelled) job again, with its attempts reset."""
+    from .queue import store
+
+    if (job_id is None) == (not all_dead):
+        raise click.UsageError("give a job id or --all-dead")
+    with user_errors():
+        ids = _with_connection(
+            config_file, lambda conn: store.retry(conn, None if all_dead else job_id)
+        )
+    if not ids:
+        click.echo(
+            "nothing to retry" if all_dead else f"job {job_id} is not dead or cancelled",
+            err=not all_dead,
+        )
+        sys.exit(0 if all_dead else 1)
+    click.echo(f"queued again: {', '.join(str(i) for i in ids)}")
+
+
+@jobs_group.command("cancel")
+@click.argument("job_id", type=int)
+@click.pass_obj
+def jobs_cancel(config_file: Path, job_id: int) -> None:
+    """Cancel a queued or dead job (a running one finishes its attempt first)."""
+    from .queue import store
+
+    with user_errors():
+        cancelled = _with_connection(config_file, lambda conn: store.cancel(conn, job_id))
+    if not cancelled:
+        click.echo(f"job {job_id} is not queued or dead", err=True)
+        sys.exit(1)
+    click.echo(f"cancelled job {job_id}")
 
 
 @main.command("schema")

@@ -104,6 +104,22 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QueueConfig:
+    concurrency: int = 16
+    lease_seconds: float = 30.0
+    poll_interval_seconds: float = 5.0
+    shutdown_grace_seconds: float = 30.0
+    retention_days: int = 7
+    dead_retention_days: int = 30
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerConfig:
+    timezone: str = "UTC"
+    misfire_grace_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingConfig:
     level: str = "info"
     format: str = "pretty"
@@ -129,6 +145,8 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     # Sections whose features land later are kept as validated mappings.
@@ -143,7 +161,7 @@ class Config:
     @property
     def timezone(self) -> str:
         """The scheduler's default time zone for cron triggers."""
-        return str(self.sections.get("scheduler", {}).get("timezone", "UTC"))
+        return self.scheduler.timezone
 
     def problem(self, path: JsonPath, message: str) -> Problem:
         """A problem in the config file, at the line of `path`."""
@@ -344,6 +362,8 @@ def _build(
         "server",
         "database",
         "auth",
+        "queue",
+        "scheduler",
         "logging",
         "dashboard",
     }
@@ -370,6 +390,8 @@ def _build(
         ),
         logging=LoggingConfig(**data.get("logging", {})),
         dashboard=DashboardConfig(**data.get("dashboard", {})),
+        queue=QueueConfig(**data.get("queue", {})),
+        scheduler=SchedulerConfig(**data.get("scheduler", {})),
         sections={k: v for k, v in data.items() if k not in typed and isinstance(v, dict)},
         lines=lines,
     )

@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 
 from .auth import AuthContext
 from .db.session import DbSession
+from .queue.facades import EventBuffer, Events, Queue
+from .registry import Registry
 
 _action_log = logging.getLogger("actions_server.action")
 
@@ -73,21 +75,43 @@ class RunLogger:
 
 
 class Context:
-    """What a handler can reach: `db`, `auth`, `logger`, `run` (more arrive with their features)."""
+    """What a handler can reach: `db`, `auth`, `queue`, `event`, `logger`, `run`."""
 
-    __slots__ = ("_logger", "auth", "db", "run")
+    __slots__ = ("_events", "_logger", "_queue", "_registry", "auth", "db", "run")
 
-    def __init__(self, *, db: DbSession, run: RunInfo, auth: AuthContext) -> None:
+    def __init__(
+        self, *, db: DbSession, run: RunInfo, auth: AuthContext, registry: Registry
+    ) -> None:
         self.db = db
         self.run = run
         self.auth = auth
+        self._registry = registry
         self._logger: RunLogger | None = None
+        self._queue: Queue | None = None
+        self._events: EventBuffer | None = None
 
     @property
     def logger(self) -> RunLogger:
         if self._logger is None:
             self._logger = RunLogger(self.run)
         return self._logger
+
+    @property
+    def queue(self) -> Queue:
+        if self._queue is None:
+            self._queue = Queue(self, self._registry)
+        return self._queue
+
+    @property
+    def event(self) -> Events:
+        if self._events is None:
+            self._events = EventBuffer()
+        return Events(self._events)
+
+    async def flush_events(self) -> None:
+        """Write the events emitted so far, in the run's transaction (before it commits)."""
+        if self._events:
+            await self._events.flush(self, self._registry)
 
     def __repr__(self) -> str:
         return f"<Context action={self.run.action!r} run={self.run.id}>"

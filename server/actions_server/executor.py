@@ -17,6 +17,7 @@ import copy
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -33,6 +34,9 @@ from .manifests.model import ActionSpec
 from .registry import Registry
 
 log = logging.getLogger("actions_server.executor")
+
+# Marks a job done inside the run's transaction (see Executor.run).
+Completion = Callable[[DbSession], Awaitable[None]]
 
 
 # Ids must be unique, not secret: the process's PRNG (seeded from the OS at
@@ -64,19 +68,27 @@ class Executor:
     """Runs actions against one database, behind their guards."""
 
     def __init__(
-        self, database: Database, auth: Auth, guards: GuardFactory, *, role: str | None = None
+        self,
+        database: Database,
+        auth: Auth,
+        guards: GuardFactory,
+        registry: Registry,
+        *,
+        role: str | None = None,
     ) -> None:
         self.database = database
         self.auth = auth
         self.guard_factory = guards
         self.role = role
         self._guards: dict[str, tuple[ActionSpec, tuple[Guard, ...]]] = {}
+        self.use_registry(registry)
 
     def use_registry(self, registry: Registry) -> None:
-        """Build every action's guards once, ahead of the first request."""
+        """Serve `registry`'s actions; their guards are built once, ahead of the first run."""
         self._guards = {
             a.name: (a, self.guard_factory.compile(a)) for a in registry.actions.values()
         }
+        self.registry = registry
 
     def guards_of(self, action: ActionSpec) -> tuple[Guard, ...]:
         known = self._guards.get(action.name)
@@ -95,10 +107,24 @@ class Executor:
         caller: Caller = NOBODY,
         trace_id: str | None = None,
         parent_id: str | None = None,
+        attempt: int = 1,
+        job_id: str | None = None,
+        completion: Completion | None = None,
     ) -> Result:
-        """Run `action` with `payload` for `caller`: its output, or an ActionError."""
+        """Run `action` with `payload` for `caller`: its output, or an ActionError.
+
+        `completion`, for a job, marks the job done inside the run's transaction
+        when the run touched the database, so that the job's effects and its
+        completion commit together; `Result.completed` says whether it did.
+        """
         run = RunInfo(
-            new_run_id(), trace_id or new_trace_id(), action.name, trigger, 1, None, parent_id
+            new_run_id(),
+            trace_id or new_trace_id(),
+            action.name,
+            trigger,
+            attempt,
+            job_id,
+            parent_id,
         )
         principal = caller.principal
         session = DbSession(self.database, transactional=action.transaction, role=self.role)
@@ -106,7 +132,10 @@ class Executor:
             session.set_local("app.user_id", principal.user_id)
         if principal.org_id is not None:
             session.set_local("app.org_id", principal.org_id)
-        ctx = Context(db=session, run=run, auth=AuthContext(self.auth, principal))
+        ctx = Context(
+            db=session, run=run, auth=AuthContext(self.auth, principal), registry=self.registry
+        )
+        completed = False
         try:
             if action.timeout_seconds is None and not action.guards and action.input is None:
                 output = await action.handler(payload, ctx)  # nothing to check first
@@ -125,6 +154,10 @@ class Executor:
             body = _encode(output)
             if action.output is not None:
                 _check_output(action, output, run)
+            await ctx.flush_events()
+            if completion is not None and session.used:
+                await completion(session)
+                completed = True
         except BaseException as exc:
             await self._abandon(session, run)
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
@@ -137,7 +170,7 @@ class Executor:
                 raise
             except BaseException as exc:
                 raise self._translate(exc, run) from exc
-        return Result(output, body)
+        return Result(output, body, completed)
 
     async def _guarded(self, action: ActionSpec, payload: Any, ctx: Context, caller: Caller) -> Any:
         guards = self.guards_of(action)
@@ -187,13 +220,15 @@ class Executor:
 
 
 class Result:
-    """What a run produced: the output, and the JSON the client receives."""
+    """What a run produced: the output, the JSON the client receives, and whether a
+    job's completion was committed with it."""
 
-    __slots__ = ("json", "output")
+    __slots__ = ("completed", "json", "output")
 
-    def __init__(self, output: Any, json: bytes) -> None:
+    def __init__(self, output: Any, json: bytes, completed: bool = False) -> None:
         self.output = output
         self.json = json
+        self.completed = completed
 
 
 def _encode(output: Any) -> bytes:

@@ -100,3 +100,5 @@ def configure_logging(level: str = "info", fmt: str = "pretty") -> None:
     root.setLevel(_LEVELS.get(level, logging.INFO))
     # Per-connection chatter from the pool is noise at info level.
     logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
+    # APScheduler narrates every job it adds and runs; our own lines say what matters.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

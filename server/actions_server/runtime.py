@@ -27,6 +27,7 @@ class Runtime:
     registry: Registry  # replaced whole on reload, never mutated
     database: Database
     executor: Executor
+    dsn: str
 
 
 def resolve_dsn(config: Config) -> str:
@@ -64,6 +65,9 @@ async def open_runtime(
         await database.open()
         stack.push_async_callback(database.close)
         guards = GuardFactory(database, config.auth.orgs, config.root)
-        executor = Executor(database, Auth(config.auth), guards, role=config.database.role)
-        executor.use_registry(registry)
-        yield Runtime(config=config, registry=registry, database=database, executor=executor)
+        executor = Executor(
+            database, Auth(config.auth), guards, registry, role=config.database.role
+        )
+        yield Runtime(
+            config=config, registry=registry, database=database, executor=executor, dsn=dsn
+        )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -27,8 +28,10 @@ from aiohttp import web
 from .config import Config, load_config
 from .http.app import create_server
 from .logs import configure_logging
+from .queue.worker import Worker
 from .registry import load_registry
-from .runtime import open_runtime
+from .runtime import Runtime, open_runtime
+from .scheduler import Scheduler
 
 log = logging.getLogger("actions_server.serve")
 
@@ -39,6 +42,8 @@ class ServeOptions:
     port: int
     workers: int = 1
     migrate_app: bool = True
+    http: bool = True  # False: `actions-server worker`
+    jobs: bool = True  # the worker and the scheduler; False: `serve --no-worker`
 
 
 def run_loop(main: Coroutine[Any, Any, Any]) -> Any:
@@ -51,39 +56,62 @@ def run_loop(main: Coroutine[Any, Any, Any]) -> Any:
 
 
 async def serve_forever(
-    config: Config, dsn: str, options: ServeOptions, *, migrate: bool = True
+    config: Config,
+    dsn: str,
+    options: ServeOptions,
+    *,
+    migrate: bool = True,
+    http: bool = True,
+    jobs: bool = True,
 ) -> None:
+    """Serve HTTP and/or run the worker and the scheduler until SIGTERM or SIGINT."""
     registry = load_registry(config)
     async with open_runtime(
         config, registry, dsn=dsn, migrate=migrate, migrate_app=options.migrate_app
     ) as runtime:
-        access_log = (
-            logging.getLogger("actions_server.access") if config.server.access_log else None
-        )
-        server, _ = create_server(runtime, access_log=access_log)
-        runner = web.ServerRunner(
-            server, handle_signals=False, shutdown_timeout=config.server.shutdown_grace_seconds
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, options.host, options.port, reuse_port=options.workers > 1)
-        await site.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        log.info(
-            "serving %s on http://%s:%d (%d actions, %d routes)",
-            config.app,
-            options.host,
-            bound_port(runner) or options.port,
-            len(registry.actions),
-            len(registry.routes),
-        )
+        runner = await _start_http(runtime, options) if http else None
+        worker = Worker(runtime.executor, runtime.database, config.queue, dsn=dsn) if jobs else None
+        scheduler = Scheduler(config, registry, runtime.database) if jobs else None
+        working = asyncio.create_task(worker.run(stop)) if worker else None
+        if scheduler:
+            scheduler.start()
         try:
             await stop.wait()
-            log.info("shutting down: finishing in-flight requests")
+            log.info("shutting down: finishing in-flight requests and jobs")
         finally:
-            await runner.cleanup()
+            if scheduler:
+                scheduler.stop()
+            stop.set()
+            await asyncio.gather(
+                runner.cleanup() if runner else asyncio.sleep(0),
+                working if working else asyncio.sleep(0),
+            )
+
+
+async def _start_http(runtime: Runtime, options: ServeOptions) -> web.BaseRunner:
+    config = runtime.config
+    access_log = logging.getLogger("actions_server.access") if config.server.access_log else None
+    server, _ = create_server(runtime, access_log=access_log)
+    runner = web.ServerRunner(
+        server, handle_signals=False, shutdown_timeout=config.server.shutdown_grace_seconds
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, options.host, options.port, reuse_port=options.workers > 1)
+    await site.start()
+    registry = runtime.registry
+    log.info(
+        "serving %s on http://%s:%d (%d actions, %d routes)",
+        config.app,
+        options.host,
+        bound_port(runner) or options.port,
+        len(registry.actions),
+        len(registry.routes),
+    )
+    return runner
 
 
 def bound_port(runner: web.BaseRunner) -> int | None:
@@ -95,16 +123,14 @@ def bound_port(runner: web.BaseRunner) -> int | None:
 
 def serve(config: Config, dsn: str, options: ServeOptions) -> int:
     if options.workers <= 1:
-        run_loop(serve_forever(config, dsn, options))
+        run_loop(serve_forever(config, dsn, options, http=options.http, jobs=options.jobs))
         return 0
     from .db.migrate import apply_migrations
 
     folder = config.migrations if options.migrate_app else None
     run_loop(apply_migrations(dsn, folder, run_role=config.database.role))
     port = options.port or _free_port(options.host)
-    child_options = ServeOptions(
-        host=options.host, port=port, workers=options.workers, migrate_app=False
-    )
+    child_options = dataclasses.replace(options, port=port, migrate_app=False)
     context = multiprocessing.get_context("spawn")
     children = [
         context.Process(
@@ -138,7 +164,9 @@ def serve(config: Config, dsn: str, options: ServeOptions) -> int:
 def _child_main(config_file: str, dsn: str, options: ServeOptions) -> None:
     config = load_config(config_file)
     configure_logging(config.logging.level, config.logging.format)
-    run_loop(serve_forever(config, dsn, options, migrate=False))
+    run_loop(
+        serve_forever(config, dsn, options, migrate=False, http=options.http, jobs=options.jobs)
+    )
 
 
 def _free_port(host: str) -> int:

@@ -6,6 +6,8 @@ caches imported modules by name for the whole test session.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import textwrap
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +20,7 @@ from aiohttp.test_utils import RawTestServer
 
 from actions_server.config import Config, load_config
 from actions_server.http.app import create_server
+from actions_server.queue.worker import Worker
 from actions_server.registry import Registry, load_registry
 from actions_server.runtime import Runtime, open_runtime
 
@@ -112,6 +115,21 @@ class Client:
 
     async def delete(self, path: str, **kw: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
         return await self.request("DELETE", path, **kw)
+
+
+@asynccontextmanager
+async def working(client: Client, **queue: Any) -> AsyncIterator[Worker]:
+    """Run a job worker for the served app until the block ends (queue settings overridable)."""
+    runtime = client.runtime
+    config = dataclasses.replace(runtime.config.queue, **queue)
+    worker = Worker(runtime.executor, runtime.database, config, dsn=runtime.dsn)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await task
 
 
 @asynccontextmanager

@@ -81,7 +81,7 @@ class GuardSpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
-    attempts: int = 1
+    attempts: int = 3
     backoff: str = "exponential"
     base_seconds: float = 1.0
     max_seconds: float = 300.0

@@ -1,0 +1,28 @@
+"""The framework's own housekeeping, run once per cluster every hour.
+
+Prunes finished jobs and events past `queue.retention_days` (dead jobs past
+`queue.dead_retention_days`), cron ticks past twice the longer of the two (a
+tick must outlive any job it created, or it could run again), and expired
+rate-limit counters. The scheduler runs it in the instance that wins the tick.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .config import Config
+from .db.pool import Connection
+from .queue import store
+
+log = logging.getLogger("actions_server.maintenance")
+
+MAINTENANCE_TICK = "actions_server.maintenance"
+MAINTENANCE_CRON = "17 * * * *"
+
+
+async def run_maintenance(conn: Connection, config: Config) -> dict[str, int]:
+    pruned = await store.prune(
+        conn, keep_days=config.queue.retention_days, keep_dead_days=config.queue.dead_retention_days
+    )
+    log.info("maintenance: pruned %s", ", ".join(f"{n} {what}" for what, n in pruned.items()))
+    return pruned

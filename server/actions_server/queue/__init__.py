@@ -1,0 +1,1 @@
+"""Jobs, events and their delivery: the store, the worker, retry policy, ctx facades."""

@@ -1,0 +1,159 @@
+-- The queue's SQL, one named block per statement (loaded once by queue/store.py).
+-- Parameters are psycopg placeholders; identifiers are fixed.
+
+-- name: enqueue
+WITH new AS (
+    SELECT * FROM unnest(
+        %(kind)s::text[], %(name)s::text[], %(action)s::text[], %(payload)s::jsonb[],
+        %(priority)s::smallint[], %(delay)s::float8[], %(run_at)s::timestamptz[],
+        %(max_attempts)s::int[], %(unique_key)s::text[], %(event_id)s::bigint[],
+        %(trace_id)s::text[], %(parent_run_id)s::text[], %(principal)s::jsonb[]
+    ) WITH ORDINALITY AS n(kind, name, action, payload, priority, delay, run_at, max_attempts,
+                           unique_key, event_id, trace_id, parent_run_id, principal, position)
+), inserted AS (
+    INSERT INTO actions_server.jobs AS j (kind, name, action, payload, priority, run_at,
+        max_attempts, unique_key, event_id, trace_id, parent_run_id, principal)
+    SELECT kind, name, action, payload, priority,
+           coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))),
+           max_attempts, unique_key, event_id, trace_id, parent_run_id, principal
+    FROM new ORDER BY position
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('queued', 'running')
+    DO NOTHING
+    RETURNING j.id, j.unique_key
+)
+SELECT id, unique_key, pg_notify('actions_server_jobs', '') FROM inserted;
+
+-- name: existing
+SELECT id, unique_key FROM actions_server.jobs
+WHERE unique_key = ANY(%s) AND status IN ('queued', 'running');
+
+-- name: emit
+INSERT INTO actions_server.events (name, payload, trace_id, parent_run_id, principal)
+VALUES (%s, %s, %s, %s, %s) RETURNING id;
+
+-- name: claim
+WITH next AS (
+    SELECT id FROM actions_server.jobs
+    WHERE status = 'queued' AND run_at <= now()
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE actions_server.jobs AS j
+SET status = 'running', attempts = j.attempts + 1, locked_by = %(worker)s,
+    locked_until = now() + make_interval(secs => %(lease)s), started_at = now()
+FROM next WHERE j.id = next.id
+RETURNING j.id, j.kind, j.name, j.action, j.payload, j.priority, j.run_at, j.attempts,
+          j.max_attempts, j.trace_id, j.parent_run_id, j.principal, j.event_id, j.created_at;
+
+-- name: complete
+UPDATE actions_server.jobs
+SET status = 'done', finished_at = now(), locked_by = NULL, locked_until = NULL
+WHERE id = ANY(%(ids)s) AND locked_by = %(worker)s AND status = 'running'
+RETURNING id;
+
+-- name: fail
+UPDATE actions_server.jobs AS j
+SET status = CASE WHEN f.dead THEN 'dead' ELSE 'queued' END,
+    run_at = CASE WHEN f.dead THEN j.run_at ELSE now() + make_interval(secs => f.delay) END,
+    last_error = f.error,
+    finished_at = CASE WHEN f.dead THEN now() END,
+    locked_by = NULL, locked_until = NULL
+FROM unnest(%(ids)s::bigint[], %(dead)s::bool[], %(delay)s::float8[], %(error)s::jsonb[])
+     AS f(id, dead, delay, error)
+WHERE j.id = f.id AND j.locked_by = %(worker)s AND j.status = 'running';
+
+-- name: heartbeat
+UPDATE actions_server.jobs SET locked_until = now() + make_interval(secs => %(lease)s)
+WHERE id = ANY(%(ids)s) AND locked_by = %(worker)s AND status = 'running';
+
+-- name: release
+UPDATE actions_server.jobs
+SET status = 'queued', attempts = attempts - 1, locked_by = NULL, locked_until = NULL, run_at = now()
+WHERE id = ANY(%(ids)s) AND locked_by = %(worker)s AND status = 'running';
+
+-- name: reap
+WITH expired AS (
+    SELECT id FROM actions_server.jobs
+    WHERE status = 'running' AND locked_until < now()
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE actions_server.jobs AS j
+SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
+    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+    last_error = jsonb_build_object(
+        'code', 'lease_expired',
+        'message', 'the worker running it stopped before it finished (lease of ' || j.locked_by || ')'),
+    locked_by = NULL, locked_until = NULL
+FROM expired WHERE j.id = expired.id
+RETURNING j.id;
+
+-- name: tick
+WITH tick AS (
+    INSERT INTO actions_server.cron_ticks (action, fire_time) VALUES (%(action)s, %(fire_time)s)
+    ON CONFLICT DO NOTHING
+    RETURNING action
+), job AS (
+    INSERT INTO actions_server.jobs (kind, name, action, payload, max_attempts, run_at, trace_id,
+                                     principal)
+    SELECT 'cron', %(action)s, %(action)s, '{}'::jsonb, %(max_attempts)s, %(fire_time)s,
+           %(trace_id)s, %(principal)s
+    FROM tick
+    RETURNING id
+)
+SELECT id, pg_notify('actions_server_jobs', '') FROM job;
+
+-- name: list
+SELECT id, kind, name, action, status, priority, attempts, max_attempts, run_at, created_at,
+       finished_at, last_error, unique_key
+FROM actions_server.jobs
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: retry_one
+UPDATE actions_server.jobs
+SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL
+WHERE id = %s AND status IN ('dead', 'cancelled')
+RETURNING id;
+
+-- name: retry_dead
+UPDATE actions_server.jobs
+SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL
+WHERE status = 'dead'
+RETURNING id;
+
+-- name: cancel
+UPDATE actions_server.jobs SET status = 'cancelled', finished_at = now()
+WHERE id = %s AND status IN ('queued', 'dead')
+RETURNING id;
+
+-- name: prune
+WITH done AS (
+    DELETE FROM actions_server.jobs
+    WHERE (status IN ('done', 'cancelled') AND finished_at < now() - make_interval(days => %(keep)s))
+       OR (status = 'dead' AND finished_at < now() - make_interval(days => %(keep_dead)s))
+    RETURNING 1
+), events AS (
+    DELETE FROM actions_server.events WHERE created_at < now() - make_interval(days => %(keep)s)
+    RETURNING 1
+), ticks AS (
+    DELETE FROM actions_server.cron_ticks WHERE fire_time < now() - make_interval(days => %(keep_ticks)s)
+    RETURNING 1
+), misfires AS (
+    DELETE FROM actions_server.cron_misfires WHERE noticed_at < now() - make_interval(days => %(keep)s)
+    RETURNING 1
+), limits AS (
+    DELETE FROM actions_server.rate_limits WHERE expires_at < now()
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM done) AS jobs, (SELECT count(*) FROM events) AS events,
+       (SELECT count(*) FROM ticks) AS ticks, (SELECT count(*) FROM misfires) AS misfires,
+       (SELECT count(*) FROM limits) AS rate_limits;
+
+-- name: next_due
+SELECT min(run_at) AS due FROM actions_server.jobs WHERE status = 'queued';
+
+-- name: claim_tick
+INSERT INTO actions_server.cron_ticks (action, fire_time) VALUES (%s, %s)
+ON CONFLICT DO NOTHING
+RETURNING action;

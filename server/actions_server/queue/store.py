@@ -1,0 +1,252 @@
+"""The queue's SQL: every statement on `actions_server.jobs`, `events` and `cron_ticks`.
+
+One module for the table family, as the style guide asks: the worker, the ctx
+facades, the scheduler and the CLI call these functions and never write SQL of
+their own. Every function takes the connection to run on, so that a push or an
+emit can join the run's transaction and a job's completion can commit with its
+handler's work.
+
+Statuses: `queued` → `running` → `done`, or back to `queued` for a retry, or
+`dead` after the last attempt; `cancelled` by an operator. A running job holds
+a lease (`locked_by`, `locked_until`) that the worker's heartbeat extends; an
+expired lease means the worker died, and the job goes back to the queue.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from ..db.pool import Connection
+from ..db.sqlfile import load_queries
+
+Q = load_queries(Path(__file__).with_name("queries.sql"))
+CHANNEL = "actions_server_jobs"
+UNFINISHED = ("queued", "running")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewJob:
+    kind: str  # job, event, cron
+    name: str
+    action: str
+    payload: Any
+    max_attempts: int
+    priority: int = 0
+    delay_seconds: float | None = None
+    run_at: datetime.datetime | None = None
+    unique_key: str | None = None
+    event_id: int | None = None
+    trace_id: str | None = None
+    parent_run_id: str | None = None
+    principal: Mapping[str, Any] = field(default_factory=dict)
+
+
+async def enqueue(conn: Connection, jobs: Sequence[NewJob]) -> list[int]:
+    """Insert `jobs` in one statement; the ids of those inserted.
+
+    A job whose unique key is already held by an unfinished job is not added
+    (`existing` finds the holder). The NOTIFY that wakes workers is sent when
+    the surrounding transaction commits, once, however many rows went in.
+    """
+    if not jobs:
+        return []
+    columns: dict[str, list[Any]] = {
+        "kind": [], "name": [], "action": [], "payload": [], "priority": [], "delay": [],
+        "run_at": [], "max_attempts": [], "unique_key": [], "event_id": [], "trace_id": [],
+        "parent_run_id": [], "principal": [],
+    }  # fmt: skip
+    for job in jobs:
+        columns["kind"].append(job.kind)
+        columns["name"].append(job.name)
+        columns["action"].append(job.action)
+        columns["payload"].append(Jsonb(job.payload))
+        columns["priority"].append(job.priority)
+        columns["delay"].append(job.delay_seconds)
+        columns["run_at"].append(job.run_at)
+        columns["max_attempts"].append(job.max_attempts)
+        columns["unique_key"].append(job.unique_key)
+        columns["event_id"].append(job.event_id)
+        columns["trace_id"].append(job.trace_id)
+        columns["parent_run_id"].append(job.parent_run_id)
+        columns["principal"].append(Jsonb(dict(job.principal)))
+    cursor = await conn.execute(Q["enqueue"], columns)
+    return [row["id"] for row in await cursor.fetchall()]
+
+
+async def existing(conn: Connection, unique_keys: Sequence[str]) -> dict[str, int]:
+    """The unfinished jobs holding these unique keys."""
+    cursor = await conn.execute(Q["existing"], (list(unique_keys),))
+    return {row["unique_key"]: row["id"] for row in await cursor.fetchall()}
+
+
+async def record_event(
+    conn: Connection,
+    name: str,
+    payload: Any,
+    *,
+    trace_id: str | None,
+    parent_run_id: str | None,
+    principal: Mapping[str, Any],
+) -> int:
+    cursor = await conn.execute(
+        Q["emit"], (name, Jsonb(payload), trace_id, parent_run_id, Jsonb(dict(principal)))
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+# --- the worker's side ----------------------------------------------------------------
+
+
+async def claim(
+    conn: Connection, worker: str, limit: int, lease_seconds: float
+) -> list[dict[str, Any]]:
+    """Take up to `limit` due jobs, highest priority and oldest first, for `worker`."""
+    cursor = await conn.execute(
+        Q["claim"], {"limit": limit, "worker": worker, "lease": lease_seconds}
+    )
+    rows = await cursor.fetchall()
+    rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
+    return rows
+
+
+async def complete(conn: Connection, worker: str, ids: Sequence[int]) -> set[int]:
+    """Mark jobs done; the ids whose lease this worker still held."""
+    cursor = await conn.execute(Q["complete"], {"ids": list(ids), "worker": worker})
+    return {row["id"] for row in await cursor.fetchall()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failure:
+    job_id: int
+    dead: bool
+    delay_seconds: float
+    error: Mapping[str, Any]
+
+
+async def fail(conn: Connection, worker: str, failures: Sequence[Failure]) -> None:
+    """Send failed jobs back to the queue after their delay, or to `dead`."""
+    if not failures:
+        return
+    await conn.execute(
+        Q["fail"],
+        {
+            "ids": [f.job_id for f in failures],
+            "dead": [f.dead for f in failures],
+            "delay": [f.delay_seconds for f in failures],
+            "error": [Jsonb(dict(f.error)) for f in failures],
+            "worker": worker,
+        },
+    )
+
+
+async def heartbeat(
+    conn: Connection, worker: str, ids: Sequence[int], lease_seconds: float
+) -> None:
+    await conn.execute(Q["heartbeat"], {"ids": list(ids), "worker": worker, "lease": lease_seconds})
+
+
+async def release(conn: Connection, worker: str, ids: Sequence[int]) -> None:
+    """Give jobs this worker will not finish back to the queue (the attempt does not count)."""
+    await conn.execute(Q["release"], {"ids": list(ids), "worker": worker})
+
+
+async def reap_expired(conn: Connection) -> list[int]:
+    """Put back the jobs of workers that died holding them; their ids."""
+    cursor = await conn.execute(Q["reap"])
+    return [row["id"] for row in await cursor.fetchall()]
+
+
+async def next_due(conn: Connection) -> datetime.datetime | None:
+    cursor = await conn.execute(Q["next_due"])
+    row = await cursor.fetchone()
+    return row["due"] if row else None
+
+
+# --- cron -------------------------------------------------------------------------------
+
+
+async def enqueue_tick(
+    conn: Connection,
+    action: str,
+    fire_time: datetime.datetime,
+    *,
+    max_attempts: int,
+    trace_id: str,
+    principal: Mapping[str, Any],
+) -> int | None:
+    """The job for one cron tick, or None when another instance enqueued it first."""
+    params = {
+        "action": action,
+        "fire_time": fire_time,
+        "max_attempts": max_attempts,
+        "trace_id": trace_id,
+        "principal": Jsonb(dict(principal)),
+    }
+    cursor = await conn.execute(Q["tick"], params)
+    row = await cursor.fetchone()
+    return int(row["id"]) if row else None
+
+
+async def claim_tick(conn: Connection, action: str, fire_time: datetime.datetime) -> bool:
+    """Whether this instance is the first to take this tick (for work done in place)."""
+    cursor = await conn.execute(Q["claim_tick"], (action, fire_time))
+    return await cursor.fetchone() is not None
+
+
+async def record_misfire(conn: Connection, action: str, fire_time: datetime.datetime) -> None:
+    await conn.execute(
+        "INSERT INTO actions_server.cron_misfires (action, fire_time) VALUES (%s, %s) "
+        "ON CONFLICT DO NOTHING",
+        (action, fire_time),
+    )
+
+
+# --- operators ---------------------------------------------------------------------------
+
+
+async def list_jobs(conn: Connection, status: str | None, limit: int = 50) -> list[dict[str, Any]]:
+    cursor = await conn.execute(Q["list"], {"status": status, "limit": limit})
+    return await cursor.fetchall()
+
+
+async def retry(conn: Connection, job_id: int | None) -> list[int]:
+    """Queue a dead or cancelled job again (every dead one when `job_id` is None)."""
+    if job_id is None:
+        cursor = await conn.execute(Q["retry_dead"])
+    else:
+        cursor = await conn.execute(Q["retry_one"], (job_id,))
+    ids = [row["id"] for row in await cursor.fetchall()]
+    if ids:
+        await conn.execute("SELECT pg_notify('actions_server_jobs', '')")
+    return ids
+
+
+async def cancel(conn: Connection, job_id: int) -> bool:
+    """Cancel a job that is not running; whether it was."""
+    cursor = await conn.execute(Q["cancel"], (job_id,))
+    return await cursor.fetchone() is not None
+
+
+async def status_of(conn: Connection, job_id: int) -> str | None:
+    cursor = await conn.execute("SELECT status FROM actions_server.jobs WHERE id = %s", (job_id,))
+    row = await cursor.fetchone()
+    return str(row["status"]) if row else None
+
+
+async def prune(conn: Connection, *, keep_days: int, keep_dead_days: int) -> dict[str, int]:
+    """Delete what is past its retention; how many rows of each kind went."""
+    # A tick must outlive any job it could have created, or it could run again.
+    keep_ticks = max(keep_days, keep_dead_days) * 2
+    cursor = await conn.execute(
+        Q["prune"], {"keep": keep_days, "keep_dead": keep_dead_days, "keep_ticks": keep_ticks}
+    )
+    row = await cursor.fetchone()
+    return {k: int(v) for k, v in (row or {}).items()}

@@ -1,0 +1,152 @@
+"""Cron: APScheduler 3 fires in every instance; PostgreSQL makes each tick run once.
+
+Every instance schedules every cron trigger. When a tick fires, the instance
+inserts (action, scheduled fire time) into `actions_server.cron_ticks` and, in
+the same statement, the job that runs the action; the first instance wins and
+the others' inserts do nothing. The fire time comes from APScheduler's own
+schedule (a custom executor receives it), never from the clock, so every
+instance names the same tick. A tick missed by more than
+`scheduler.misfire_grace_seconds` (the process was busy or asleep) is skipped,
+logged and recorded, not replayed; missed ticks are coalesced, never a burst.
+
+The same mechanism runs the framework's maintenance once per cluster each hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+from apscheduler.executors.asyncio import AsyncIOExecutor
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from psycopg_pool import PoolTimeout
+
+from .auth import SYSTEM
+from .config import Config
+from .db.pool import Database
+from .errors import DatabaseUnavailable
+from .executor import new_trace_id
+from .maintenance import MAINTENANCE_CRON, MAINTENANCE_TICK, run_maintenance
+from .manifests.cron import parse_cron
+from .queue import store
+from .registry import Registry
+
+log = logging.getLogger("actions_server.scheduler")
+
+Fire = Callable[[str, datetime.datetime], Awaitable[None]]
+
+
+class _TickExecutor(AsyncIOExecutor):  # type: ignore[misc]  # APScheduler 3 has no types
+    """Hands our callback the scheduled fire times, which APScheduler keeps to itself."""
+
+    def __init__(self, on_fire: Fire, on_misfire: Fire, grace: float) -> None:
+        super().__init__()
+        self._on_fire = on_fire
+        self._on_misfire = on_misfire
+        self._grace = datetime.timedelta(seconds=grace)
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime.datetime]) -> None:
+        async def fire() -> None:
+            now = datetime.datetime.now(datetime.UTC)
+            for run_time in run_times:
+                if now - run_time > self._grace:
+                    await self._on_misfire(job.id, run_time)
+                else:
+                    await self._on_fire(job.id, run_time)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._pending_futures.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("cron tick of %s failed", job.id, exc_info=task.exception())
+            self._run_job_success(job.id, [])
+
+        task = self._eventloop.create_task(fire())
+        task.add_done_callback(done)
+        self._pending_futures.add(task)
+
+
+class Scheduler:
+    """The cron schedules of one registry, fired into the job table."""
+
+    def __init__(self, config: Config, registry: Registry, database: Database) -> None:
+        self.config = config
+        self.database = database
+        self.registry = registry
+        self.misfires = 0
+        self.ticks = 0
+        self._scheduler: AsyncIOScheduler | None = None
+
+    def start(self) -> None:
+        grace = self.config.scheduler.misfire_grace_seconds
+        scheduler = AsyncIOScheduler(
+            executors={"default": _TickExecutor(self._fire, self._misfire, grace)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=self.config.scheduler.timezone,
+        )
+        for schedule in self.registry.schedules:
+            trigger = parse_cron(schedule.trigger.expression, schedule.trigger.timezone)
+            scheduler.add_job(
+                _placeholder, trigger, id=schedule.action.name, name=schedule.action.name
+            )
+        scheduler.add_job(_placeholder, parse_cron(MAINTENANCE_CRON, "UTC"), id=MAINTENANCE_TICK)
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info("scheduler started with %d cron schedules", len(self.registry.schedules))
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+
+    def next_fire_times(self) -> dict[str, datetime.datetime | None]:
+        if self._scheduler is None:
+            return {}
+        return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+
+    async def _fire(self, name: str, fire_time: datetime.datetime) -> None:
+        try:
+            async with self.database.pool.connection(timeout=self.database.acquire_timeout) as conn:
+                if name == MAINTENANCE_TICK:
+                    await self._maintain(conn, fire_time)
+                    return
+                action = self.registry.action(name)
+                if action is None:
+                    return
+                job_id = await store.enqueue_tick(
+                    conn,
+                    name,
+                    fire_time,
+                    max_attempts=action.retry.attempts,
+                    trace_id=new_trace_id(),
+                    principal=SYSTEM.to_json(),
+                )
+        except (DatabaseUnavailable, psycopg.OperationalError, PoolTimeout) as exc:
+            log.error("cannot enqueue the %s tick of %s: %s", fire_time.isoformat(), name, exc)
+            return
+        if job_id is not None:
+            self.ticks += 1
+            log.debug("cron %s fired for %s (job %s)", name, fire_time.isoformat(), job_id)
+
+    async def _maintain(self, conn: Any, fire_time: datetime.datetime) -> None:
+        won = await store.claim_tick(conn, MAINTENANCE_TICK, fire_time)
+        if won:
+            await run_maintenance(conn, self.config)
+
+    async def _misfire(self, name: str, fire_time: datetime.datetime) -> None:
+        self.misfires += 1
+        log.warning(
+            "skipped the %s tick of %s: missed by more than the grace", fire_time.isoformat(), name
+        )
+        try:
+            async with self.database.pool.connection(timeout=self.database.acquire_timeout) as conn:
+                await store.record_misfire(conn, name, fire_time)
+        except (DatabaseUnavailable, psycopg.OperationalError, PoolTimeout):
+            pass
+
+
+def _placeholder() -> None:  # pragma: no cover - _TickExecutor never calls job functions
+    raise AssertionError("cron ticks are handled by _TickExecutor")
