@@ -1,5 +1,5 @@
-# The example app in a container. Needs DATABASE_URL at run time (the embedded
-# PostgreSQL is for development and is not installed here).
+# The example app in a container. Needs DATABASE_URL and JWT_SECRET at run time
+# (the embedded PostgreSQL is for development and is not installed here).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -28,6 +29,7 @@ from .config import AuthConfig, JwtConfig
 from .errors import ActionError, ActionsServerError
 
 ANONYMOUS_KIND, USER_KIND, SYSTEM_KIND = "anonymous", "user", "system"
+ORG_ROLE_PREFIX = "org:"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,7 +162,8 @@ class TokenVerifier:
             for key in jwt.PyJWKSet.from_dict(dict(config.jwks)).keys:
                 self._keys[key.key_id] = key
         self._cache: dict[str, tuple[Principal, float]] = {}
-        self._options = {"require": ["sub"], "verify_aud": config.audience is not None}
+        # exp is required: a token that never expires cannot be taken back.
+        self._options = {"require": ["sub", "exp"], "verify_aud": config.audience is not None}
 
     def verify(self, token: str) -> Principal:
         cached = self._cache.get(token)
@@ -203,7 +206,8 @@ class TokenVerifier:
             raise TokenError("the token's algorithm is not accepted") from None
         except jwt.MissingRequiredClaimError as exc:
             raise TokenError(f"the token has no {exc.claim!r} claim") from None
-        except (jwt.InvalidTokenError, jwt.PyJWKError, ValueError):
+        except (jwt.PyJWTError, jwt.PyJWKError, ValueError, TypeError):
+            # PyJWTError also covers a key that does not fit the token's algorithm.
             raise TokenError("the token is invalid") from None
         return _principal(claims), _expiry(claims, self.config.leeway_seconds)
 
@@ -236,20 +240,22 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise TokenError("the token's 'sub' claim must be a non-empty string")
+    # org:ROLE roles come from memberships inside an org, never from a token: a
+    # token cannot make its bearer an org admin everywhere.
+    roles = frozenset(r for r in _string_list(claims, "roles") if not r.startswith(ORG_ROLE_PREFIX))
     return Principal(
         kind=USER_KIND,
         user_id=subject,
-        roles=_string_list(claims, "roles"),
+        roles=roles,
         permissions=_string_list(claims, "permissions"),
-        claims=dict(claims),
+        # Read-only: the principal is shared by every request with this token.
+        claims=MappingProxyType(dict(claims)),
     )
 
 
 def _expiry(claims: Mapping[str, Any], leeway: float) -> float:
     """Until when a verified token may be served from the cache."""
-    exp = claims.get("exp")
-    # A token without exp is re-verified now and then rather than trusted forever.
-    return float(exp) + leeway if isinstance(exp, int | float) else time.time() + 300
+    return float(claims["exp"]) + leeway
 
 
 class TokenIssuer:
@@ -356,7 +362,7 @@ class AuthContext:
     def roles(self) -> frozenset[str]:
         if self.org_role is None:
             return self.principal.roles
-        return self.principal.roles | {f"org:{self.org_role}"}
+        return self.principal.roles | {ORG_ROLE_PREFIX + self.org_role}
 
     @property
     def permissions(self) -> frozenset[str]:

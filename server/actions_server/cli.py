@@ -22,7 +22,7 @@ from .jsonutil import dumps_pretty, loads
 from .logs import configure_logging
 from .manifests.loader import manifest_schema
 from .registry import Registry, load_registry
-from .serving import ServeOptions, run_loop, serve
+from .serving import ServeOptions, check_secrets, run_loop, serve
 
 T = TypeVar("T")
 
@@ -95,6 +95,7 @@ def serve_command(
             migrate_app=not no_migrate,
             jobs=not no_worker,
         )
+        check_secrets(config, options.host)
         sys.exit(serve(config, resolve_dsn(config), options))
 
 

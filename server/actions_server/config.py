@@ -14,13 +14,14 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
+import jwt
 
 from . import sourcemap
 from .coercion import coerce_to_schema, resolve_local_ref
@@ -323,6 +324,21 @@ def config_from_doc(doc: SourceDoc, file: Path, env: Mapping[str, str]) -> Confi
     return _build(data, file, doc.lines, jwt)
 
 
+def _key_fits(key: str, algorithms: Sequence[str], doc: SourceDoc, at: JsonPath) -> list[Problem]:
+    """Every configured algorithm must accept the key, or a token naming another
+    algorithm would fail inside PyJWT instead of being refused."""
+    problems = []
+    for algorithm in algorithms:
+        try:
+            jwt.get_algorithm_by_name(algorithm).prepare_key(key)
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            reason = str(exc).split(".")[-1].strip() or type(exc).__name__
+            problems.append(
+                doc.problem(at, f"{'.'.join(map(str, at))}: not a key for {algorithm} ({reason})")
+            )
+    return problems
+
+
 def _semantic_problems(data: dict[str, Any], doc: SourceDoc) -> list[Problem]:
     """What the config schema cannot say: address syntax, min ≤ max."""
     problems = []
@@ -470,6 +486,9 @@ def _jwt_config(
                 )
     elif not values["public_key"] and jwks is None and not problems:
         problems.append(doc.problem(at, f"auth.jwt: {algorithms[0]} needs public_key or jwks_file"))
+    for key in ("public_key", "private_key"):
+        if values[key] and not hmac:
+            problems.extend(_key_fits(values[key], algorithms, doc, (*at, key)))
     config = JwtConfig(
         secret=secret,
         public_key=values["public_key"],

@@ -13,6 +13,7 @@ actions that say `run_as: system`.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import time
@@ -200,6 +201,8 @@ class GuardFactory:
         if name != "guard":  # the loader accepts only the names handled above
             raise ValueError(f"unknown guard {name!r}")
         function = import_callable(argument, self.root)
+        if _takes_input(function):
+            return lambda call: function(call.ctx, call.payload)
         return lambda call: function(call.ctx)
 
     async def _in_org(self, call: GuardCall, run_as: str) -> None:
@@ -220,7 +223,12 @@ class GuardFactory:
         if auth.is_system and rows:
             role = "system"
         _raise(membership_denial(org, bool(rows), role))
-        auth.enter_org(org, str(role))
+        # The id as stored, not as spelled: `ABC…` and `abc…` are one org, one
+        # rate-limit bucket, one app.org_id.
+        canonical = rows[0]["org_id"]
+        if canonical != org:
+            call.ctx.db.set_local("app.org_id", canonical)
+        auth.enter_org(canonical, str(role))
 
     async def _has_feature(self, call: GuardCall, feature: str) -> None:
         org = call.ctx.auth.org_id
@@ -239,6 +247,13 @@ class GuardFactory:
         key = f"{call.action.name}|{subject}"
         count = await hit_counter(self.database, key, start, start + window)
         _raise(rate_denial(count, int(limit["max"]), retry_after))
+
+
+def _takes_input(function: Callable[..., Any]) -> bool:
+    """A custom guard is `async def guard(ctx)`, or `guard(ctx, input)` to see the input."""
+    parameters = inspect.signature(function).parameters.values()
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2
 
 
 def _raise(denial: ActionError | None) -> None:

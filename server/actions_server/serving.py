@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from .config import Config, load_config
+from .errors import ActionsServerError
 from .http.app import create_server
 from .logs import configure_logging
 from .queue.worker import Worker
@@ -119,6 +121,30 @@ def bound_port(runner: web.BaseRunner) -> int | None:
         if isinstance(address, tuple):
             return int(address[1])
     return None
+
+
+DEV_SECRET_PREFIX = "dev-only"
+
+
+def check_secrets(config: Config, host: str) -> None:
+    """Refuse a development JWT secret anywhere but loopback.
+
+    The example's config falls back to a published `dev-only-…` secret so that
+    `make serve` works out of the box; with it, anyone can sign an admin token.
+    """
+    secret = config.auth.jwt.secret or ""
+    if secret.startswith(DEV_SECRET_PREFIX) and not _loopback(host):
+        raise ActionsServerError(
+            f"auth.jwt.secret is a development secret and the server would listen on {host}: "
+            "set JWT_SECRET (e.g. `openssl rand -hex 32`), or listen on 127.0.0.1"
+        )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def serve(config: Config, dsn: str, options: ServeOptions) -> int:

@@ -83,4 +83,24 @@ def _details(error: jsonschema_rs.ValidationError) -> list[ErrorDetail]:
         ]
     if isinstance(kind, _Kind.Format):
         return [ErrorDetail(json_pointer(path), f"is not a valid {kind.format}")]
-    return [ErrorDetail(json_pointer(path), error.message)]
+    message = error.message
+    if is_sensitive(path):
+        message = _without_value(message, error.instance)
+    return [ErrorDetail(json_pointer(path), message)]
+
+
+SENSITIVE = ("password", "secret", "token", "authorization", "api_key", "apikey")
+
+
+def is_sensitive(path: Iterable[str | int]) -> bool:
+    """Whether a value at `path` must never be echoed (a password, a token, ...)."""
+    return any(isinstance(p, str) and any(word in p.lower() for word in SENSITIVE) for p in path)
+
+
+def _without_value(message: str, instance: Any) -> str:
+    """The validator's message with the offending value taken out of it."""
+    try:
+        shown = orjson.dumps(instance).decode()
+    except TypeError:
+        return "is not valid"
+    return message.replace(shown, "the value") if shown in message else "is not valid"

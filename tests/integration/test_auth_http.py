@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -82,7 +83,23 @@ async def test_missing_permission_is_403_naming_it(
     user = example_client.as_(example_client.token("00000000-0000-4000-8000-000000000002"))
     status, body, _ = await user.post("/users", json={"email": "x@example.com", "name": "X"})
     assert (status, error(body)) == (403, ("forbidden", "missing permission 'users:create'"))
-    status, _, _ = await user.get("/users")
+    status, body, _ = await user.get("/users")
+    assert (status, error(body)) == (403, ("forbidden", "missing permission 'users:read'"))
+
+
+async def test_users_see_and_change_only_themselves(
+    admin_client: Client, example_client: Client
+) -> None:
+    ann_id = await make_user(admin_client, "ann@example.com")
+    bob_id = await make_user(admin_client, "bob@example.com")
+    bob = example_client.as_(example_client.token(bob_id))
+    status, body, _ = await bob.patch(f"/users/{ann_id}", json={"email": "pwned@example.com"})
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+    status, body, _ = await bob.get(f"/users/{ann_id}")
+    assert status == 403
+    status, body, _ = await bob.patch(f"/users/{bob_id}", json={"name": "Bobby"})
+    assert (status, body["user"]["name"]) == (200, "Bobby")
+    status, body, _ = await admin_client.patch(f"/users/{ann_id}", json={"name": "Annie"})
     assert status == 200
 
 
@@ -346,4 +363,111 @@ async def test_rs256_refuses_algorithm_confusion(tmp_path: Path, database: str) 
             ("invalid_token", "the token's algorithm is not accepted"),
         )
         status, body, _ = await app.as_(unsigned(claims(roles=["editor"]))).get("/me")
+        assert (status, body["error"]["code"]) == (401, "invalid_token")
+
+
+# --- hardening found by review ---------------------------------------------------------
+
+
+async def test_validation_errors_never_echo_a_password(example_client: Client) -> None:
+    status, body, _ = await example_client.post(
+        "/auth/signup", json={"email": "a@example.com", "password": "Secr", "name": "A"}
+    )
+    assert status == 400
+    assert body["error"]["details"] == [
+        {"path": "/password", "message": "the value is shorter than 8 characters"}
+    ]
+    assert "Secr" not in str(body)
+
+
+async def test_tokens_need_exp_and_cannot_claim_org_roles(
+    example_client: Client, two_orgs: dict[str, str]
+) -> None:
+    secret = example_client.runtime.config.auth.jwt.secret
+    no_exp = hs256({"sub": two_orgs["cat"]}, secret=secret)
+    status, body, _ = await example_client.as_(no_exp).get("/auth/me")
+    assert (status, error(body)) == (401, ("invalid_token", "the token has no 'exp' claim"))
+    # Cat is a plain member of A; a token calling her org:admin changes nothing.
+    forged = hs256(claims(sub=two_orgs["cat"], roles=["org:admin"]), secret=secret)
+    status, body, _ = await example_client.as_(forged, x_org_id=two_orgs["A"]).post(
+        "/projects", json={"name": "X"}
+    )
+    assert (status, error(body)) == (403, ("forbidden", "missing permission 'projects:write'"))
+
+
+async def test_an_org_id_spelled_differently_is_the_same_org(
+    example_client: Client, two_orgs: dict[str, str]
+) -> None:
+    ann = example_client.token(two_orgs["ann"])
+    for spelling in (two_orgs["A"].upper(), two_orgs["A"].replace("-", "")):
+        status, body, _ = await example_client.as_(ann, x_org_id=spelling).post(
+            "/projects", json={"name": spelling[:6]}
+        )
+        assert status == 201, body
+        assert body["project"]["org_id"] == two_orgs["A"]
+
+
+async def test_a_guarded_action_refuses_before_reading_the_body(example_client: Client) -> None:
+    body = io.BytesIO(b"{" + b" " * 5_000_000 + b"}")
+    started = time.monotonic()
+    status, answer, _ = await example_client.post(
+        "/orgs", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert (status, answer["error"]["code"]) == (401, "unauthenticated")
+    assert time.monotonic() - started < 5
+
+
+ORG_LIMITED = """
+module: o
+actions:
+  - name: o.limited
+    handler: PKG.handlers:me
+    guards: [authenticated, in_org, {rate_limit: {max: 100, window_seconds: 60, key: org}}]
+    triggers: [{api: GET /limited}]
+"""
+
+ORG_TABLES = """
+CREATE TABLE organizations (id uuid PRIMARY KEY);
+CREATE TABLE org_memberships (org_id uuid, user_id uuid, role text);
+INSERT INTO organizations VALUES ('00000000-0000-4000-8000-0000000000a1');
+INSERT INTO org_memberships VALUES ('00000000-0000-4000-8000-0000000000a1', '00000000-0000-4000-8000-000000000001', 'member');
+"""
+
+
+async def test_org_rate_limits_do_not_starve_the_pool(tmp_path: Path, empty_database: str) -> None:
+    config, _ = write_app(
+        tmp_path,
+        {"o.yaml": ORG_LIMITED},
+        HANDLERS,
+        migrations={"001.sql": ORG_TABLES},
+        config=f"app: o\ndatabase: {{pool: {{min: 1, max: 3, acquire_timeout_seconds: 3}}}}\n"
+        f"auth: {{jwt: {{secret: {SECRET}}}}}\n",
+    )
+    async with serving(config, empty_database) as app:
+        member = app.as_(hs256(claims()), x_org_id="00000000-0000-4000-8000-0000000000a1")
+        statuses = await asyncio.gather(*(member.get("/limited") for _ in range(12)))
+        assert [s[0] for s in statuses] == [200] * 12
+
+
+async def test_forwarded_for_on_several_lines_uses_the_last_proxy_written_hop(
+    hs_app: Client,
+) -> None:
+    await asyncio.sleep(2 - time.time() % 2 + 0.05)
+    results = []
+    for i in range(3):
+        headers = [("X-Forwarded-For", f"6.6.6.{i}"), ("X-Forwarded-For", "7.7.7.7")]
+        async with hs_app.session.get(hs_app.base + "/limited", headers=headers) as response:
+            results.append(response.status)
+    assert results == [200, 200, 429]
+
+
+async def test_a_key_of_another_type_is_refused_not_a_500(tmp_path: Path, database: str) -> None:
+    public = rsa_keys()[1]
+    (tmp_path / "public.pem").write_text(public)
+    async with await serve_custom(
+        tmp_path, database, "{algorithms: [RS256], public_key: public.pem}"
+    ) as app:
+        es_header = "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9"  # {"alg":"ES256","typ":"JWT"}
+        forged = f"{es_header}.eyJzdWIiOiJ4In0.AAAA"
+        status, body, _ = await app.as_(forged).get("/me")
         assert (status, body["error"]["code"]) == (401, "invalid_token")

@@ -61,11 +61,16 @@ def test_routes_prints_a_table() -> None:
     assert lines[0].split() == ["METHOD", "PATH", "ACTION", "GUARDS"]
     assert [line.split(None, 3) for line in lines if "/users" in line or "/auth/login" in line] == [
         ["POST", "/auth/login", "auth.login", "rate_limit: 10/60s per ip"],
-        ["GET", "/users", "users.list", "authenticated"],
+        ["GET", "/users", "users.list", "authenticated, has_permission: users:read"],
         ["POST", "/users", "users.create", "authenticated, has_permission: users:create"],
         ["DELETE", "/users/{id}", "users.delete", "authenticated, has_permission: users:delete"],
-        ["GET", "/users/{id}", "users.get", "authenticated"],
-        ["PATCH", "/users/{id}", "users.update", "authenticated"],
+        ["GET", "/users/{id}", "users.get", "authenticated, guard: actions.guards:self_or_admin"],
+        [
+            "PATCH",
+            "/users/{id}",
+            "users.update",
+            "authenticated, guard: actions.guards:self_or_admin",
+        ],
     ]
 
 
@@ -324,3 +329,9 @@ def test_workers_share_one_port(slow_app: Path, database: str) -> None:
     finally:
         code = served.stop(30)
     assert code == 0, served.output()
+
+
+def test_serve_refuses_the_development_secret_off_loopback() -> None:
+    result = run("serve", str(REPO / "config.yaml"), "--host", "0.0.0.0", env={"JWT_SECRET": None})  # type: ignore[dict-item]
+    assert result.exit_code == 1
+    assert "auth.jwt.secret is a development secret" in result.output

@@ -241,3 +241,14 @@ def test_public_key_from_a_file(tmp_path: Path) -> None:
     )
     config = load_config(tmp_path / "config.yaml", env={})
     assert TokenVerifier(config.auth.jwt).verify(rs256(claims())).user_id
+
+
+def test_every_algorithm_must_fit_the_public_key(tmp_path: Path) -> None:
+    (tmp_path / "key.pem").write_text(rsa_keys()[1])
+    (tmp_path / "config.yaml").write_text(
+        "app: a\nauth:\n  jwt: {algorithms: [RS256, ES256], public_key: key.pem}\n"
+    )
+    with pytest.raises(LoadError) as caught:
+        load_config(tmp_path / "config.yaml", env={})
+    [problem] = caught.value.problems
+    assert problem.message.startswith("auth.jwt.public_key: not a key for ES256")

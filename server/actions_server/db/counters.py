@@ -27,7 +27,7 @@ RETURNING count
 async def hit_counter(database: Database, key: str, window_start: float, window_end: float) -> int:
     """Count one hit on `key` in the window starting at `window_start`; the count so far."""
     try:
-        async with database.pool.connection(timeout=database.acquire_timeout) as conn:
+        async with database.side_pool.connection(timeout=database.acquire_timeout) as conn:
             cursor = await conn.execute(
                 _HIT, {"key": key, "start": window_start, "end": window_end}
             )

@@ -20,9 +20,12 @@ def _table(name: str) -> sql.Identifier:
 
 
 def membership_query(tables: OrgTables) -> sql.Composed:
-    """One row per org found, with the user's role in it or NULL; params (user_id, org_id)."""
+    """One row per org found: its id as stored, and the user's role in it or NULL.
+
+    Params (user_id, org_id).
+    """
     return sql.SQL(
-        "SELECT m.role FROM {orgs} o "
+        "SELECT o.id::text AS org_id, m.role FROM {orgs} o "
         "LEFT JOIN {members} m ON m.org_id = o.id AND m.user_id = %s "
         "WHERE o.id = %s"
     ).format(orgs=_table(tables.organizations), members=_table(tables.memberships))

@@ -85,6 +85,18 @@ class Database:
             open=False,
             name=name,
         )
+        # Short statements made beside a run that already holds a pool connection
+        # (rate-limit counters): from the main pool they could wait for each other.
+        self.side_pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            dsn,
+            min_size=0,
+            max_size=2,
+            kwargs=options,
+            timeout=acquire_timeout,
+            reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
+            open=False,
+            name=f"{name}-side",
+        )
         self._down_since: float | None = None
         self._probing = False
         self._background: set[asyncio.Future[None]] = set()
@@ -97,6 +109,7 @@ class Database:
     async def open(self, wait_seconds: float = 10.0) -> None:
         """Open the pool, waiting up to `wait_seconds` for the database to answer."""
         await self.pool.open(wait=False)
+        await self.side_pool.open(wait=False)
         deadline = time.monotonic() + wait_seconds
         while True:
             try:
@@ -107,13 +120,14 @@ class Database:
                 return
             except (PoolTimeout, psycopg.OperationalError) as exc:
                 if time.monotonic() >= deadline:
-                    await self.pool.close()
+                    await self.close()
                     raise DatabaseUnavailable(
                         f"cannot connect to the database ({describe_dsn(self.dsn)}): {exc}"
                     ) from None
                 await asyncio.sleep(0.2)
 
     async def close(self) -> None:
+        await self.side_pool.close()
         await self.pool.close()
         for task in self._background:
             task.cancel()

@@ -17,8 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
+from ..auth import AuthContext
 from ..errors import ActionError, InternalError, MethodNotAllowed
 from ..executor import new_trace_id
+from ..guards import identity_denial
 from ..jsonutil import dumps
 from ..registry import Registry
 from ..runtime import Runtime
@@ -48,16 +50,21 @@ class HttpFront:
         )
         self.router = Router(runtime.registry.routes)
         self.needs_client_ip = needs_client_ip(runtime.registry)
+        self.needs_identity = needs_identity(runtime.registry)
         self.builtins: dict[str, Endpoint] = {"/healthz": self.healthz, "/readyz": self.readyz}
         self.verifier = runtime.executor.auth.verifier
         self.trusted_proxies = parse_networks(runtime.config.server.trusted_proxies)
 
     def use_registry(self, registry: Registry) -> None:
         """Serve `registry` from the next request on (in-flight requests finish on the old one)."""
-        router, with_ip = Router(registry.routes), needs_client_ip(registry)
+        router, with_ip, identity = (
+            Router(registry.routes),
+            needs_client_ip(registry),
+            needs_identity(registry),
+        )
         self.runtime.executor.use_registry(registry)
         self.runtime.registry = registry
-        self.router, self.needs_client_ip = router, with_ip
+        self.router, self.needs_client_ip, self.needs_identity = router, with_ip, identity
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         incoming = request.headers.get(TRACE_HEADER)
@@ -71,10 +78,16 @@ class HttpFront:
             return error_response(MethodNotAllowed({"GET", "HEAD"}), trace_id)
         try:
             route, params = self.router.match(request.method, path)
-            payload = await read_input(request, route.action, params, self.limits)
             action = route.action
             with_ip = action.name in self.needs_client_ip
             caller = caller_of(request, self.verifier, self.trusted_proxies, with_ip=with_ip)
+            if action.name in self.needs_identity and not caller.principal.is_authenticated:
+                # Refuse before reading a body that could be megabytes long.
+                auth = AuthContext(self.runtime.executor.auth, caller.principal)
+                denial = identity_denial(auth, caller, action.run_as)
+                if denial is not None:
+                    raise denial
+            payload = await read_input(request, action, params, self.limits)
             result = await self.runtime.executor.run(
                 route.action, payload, trigger="api", caller=caller, trace_id=trace_id
             )
@@ -100,10 +113,21 @@ class HttpFront:
 
 def needs_client_ip(registry: Registry) -> frozenset[str]:
     """The actions that look at the client's address (rate limits); the others skip it."""
+    return _with_guard(registry, {"rate_limit"})
+
+
+def needs_identity(registry: Registry) -> frozenset[str]:
+    """The actions whose guards refuse anonymous callers whatever else they check."""
+    return _with_guard(
+        registry, {"authenticated", "has_permission", "has_role", "in_org", "has_feature"}
+    )
+
+
+def _with_guard(registry: Registry, names: set[str]) -> frozenset[str]:
     return frozenset(
         name
         for name, action in registry.actions.items()
-        if any(guard.name == "rate_limit" for guard in action.guards)
+        if any(guard.name in names for guard in action.guards)
     )
 
 

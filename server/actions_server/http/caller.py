@@ -38,14 +38,28 @@ def _trusted(address: str, networks: Sequence[Network]) -> bool:
 def client_ip(
     peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]
 ) -> str | None:
-    """The client's address, believing X-Forwarded-For only as far as trusted proxies reach."""
+    """The client's address, believing X-Forwarded-For only as far as trusted proxies reach.
+
+    `forwarded_for` is every X-Forwarded-For line joined with commas (proxies
+    may add a line rather than append). The right-most hop that is not a
+    trusted proxy was written by one; anything left of it the client could
+    have sent. A hop that is not an address is never a rate-limit key.
+    """
     if not trusted or peer is None or forwarded_for is None or not _trusted(peer, trusted):
         return peer
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
     for hop in reversed(hops):
         if not _trusted(hop, trusted):
-            return hop
-    return hops[0] if hops else peer
+            return hop if _is_address(hop) else peer
+    return peer
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def caller_of(
@@ -54,7 +68,10 @@ def caller_of(
     """The Caller of a request; the client address only `with_ip` (rate limits need it)."""
     headers = request.headers
     org = headers.get("x-org-id")
-    ip = client_ip(request.remote, headers.get("X-Forwarded-For"), trusted) if with_ip else None
+    ip = None
+    if with_ip:
+        forwarded = ",".join(headers.getall("X-Forwarded-For", ())) or None
+        ip = client_ip(request.remote, forwarded, trusted)
     authorization = headers.get("Authorization")
     if authorization is None:
         if org is None and ip is None:
