@@ -28,6 +28,9 @@ async def signup(input: dict[str, Any], ctx: Context) -> dict[str, Any]:
         .returning(*USER_COLUMNS)
     )
     ctx.logger.info("signed up", user_id=str(user["id"]))
+    ctx.event.emit(
+        "user.created", {"user_id": str(user["id"]), "email": user["email"], "name": user["name"]}
+    )
     return _session(ctx, user)
 
 

@@ -18,6 +18,9 @@ async def create_user(input: dict[str, Any], ctx: Context) -> dict[str, Any]:
         .returning(*USER_COLUMNS)
     )
     ctx.logger.info("user created", user_id=str(user["id"]))
+    ctx.event.emit(
+        "user.created", {"user_id": str(user["id"]), "email": user["email"], "name": user["name"]}
+    )
     return {"user": user}
 
 

@@ -110,6 +110,9 @@ class Client:
     async def post(self, path: str, **kw: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
         return await self.request("POST", path, **kw)
 
+    async def put(self, path: str, **kw: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
+        return await self.request("PUT", path, **kw)
+
     async def patch(self, path: str, **kw: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
         return await self.request("PATCH", path, **kw)
 

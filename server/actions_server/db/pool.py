@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import JsonbDumper
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import DatabaseUnavailable, ServerBusy
@@ -40,6 +41,11 @@ PROBE_TIMEOUT_SECONDS = 0.5
 # early lets the next waiting request start a fresh attempt, so recovery after an
 # outage takes about a second instead of up to the last backoff delay.
 RECONNECT_TIMEOUT_SECONDS = 2.0
+
+
+async def _configure(conn: Connection) -> None:
+    """Every pooled connection stores a dict as JSON (a list stays an array, for ANY())."""
+    conn.adapters.register_dumper(dict, JsonbDumper)
 
 
 class _Stalled(Exception):
@@ -84,6 +90,7 @@ class Database:
             reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
             open=False,
             name=name,
+            configure=_configure,
         )
         # Short statements made beside a run that already holds a pool connection
         # (rate-limit counters): from the main pool they could wait for each other.

@@ -264,6 +264,8 @@ class Worker:
                     if done:
                         await store.complete(conn, self.name, done)
                     await store.fail(conn, self.name, failures)
+                if any(not f.dead for f in failures):
+                    self._wake.set()  # a retry is due soon: let the claimer schedule it
             except DB_ERRORS as exc:
                 # Keep them: the next flush tries again (or the leases expire and
                 # the jobs run again, which at-least-once delivery allows).
