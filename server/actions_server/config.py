@@ -105,6 +105,13 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class KVConfig:
+    backend: str = "postgres"
+    url: str | None = None
+    prefix: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QueueConfig:
     concurrency: int = 16
     lease_seconds: float = 30.0
@@ -146,6 +153,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    kv: KVConfig = field(default_factory=KVConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -349,6 +357,11 @@ def _semantic_problems(data: dict[str, Any], doc: SourceDoc) -> list[Problem]:
             path = ("server", "trusted_proxies", index)
             message = f"server.trusted_proxies: {entry!r} is not an address or CIDR range"
             problems.append(doc.problem(path, message))
+    kv = data.get("kv", {})
+    if kv.get("backend") == "redis" and not kv.get("url"):
+        problems.append(
+            doc.problem(("kv",), "kv: the redis backend needs a url (redis://host:6379/0)")
+        )
     pool = data.get("database", {}).get("pool", {})
     if pool.get("min", 1) > pool.get("max", 10):
         problems.append(
@@ -378,6 +391,7 @@ def _build(
         "server",
         "database",
         "auth",
+        "kv",
         "queue",
         "scheduler",
         "logging",
@@ -406,6 +420,7 @@ def _build(
         ),
         logging=LoggingConfig(**data.get("logging", {})),
         dashboard=DashboardConfig(**data.get("dashboard", {})),
+        kv=KVConfig(**data.get("kv", {})),
         queue=QueueConfig(**data.get("queue", {})),
         scheduler=SchedulerConfig(**data.get("scheduler", {})),
         sections={k: v for k, v in data.items() if k not in typed and isinstance(v, dict)},

@@ -11,8 +11,10 @@ from typing import Any, NamedTuple
 
 from .auth import AuthContext
 from .db.session import DbSession
+from .kv import KV
 from .queue.facades import EventBuffer, Events, Queue
 from .registry import Registry
+from .services import Services
 
 _action_log = logging.getLogger("actions_server.action")
 
@@ -75,20 +77,44 @@ class RunLogger:
 
 
 class Context:
-    """What a handler can reach: `db`, `auth`, `queue`, `event`, `logger`, `run`."""
+    """What a handler can reach: `db`, `auth`, `kv`, `queue`, `event`, `logger`, `run`."""
 
-    __slots__ = ("_events", "_logger", "_queue", "_registry", "auth", "db", "run")
+    __slots__ = (
+        "_events",
+        "_kv",
+        "_logger",
+        "_queue",
+        "_registry",
+        "_services",
+        "auth",
+        "db",
+        "run",
+    )
 
     def __init__(
-        self, *, db: DbSession, run: RunInfo, auth: AuthContext, registry: Registry
+        self,
+        *,
+        db: DbSession,
+        run: RunInfo,
+        auth: AuthContext,
+        registry: Registry,
+        services: Services,
     ) -> None:
         self.db = db
         self.run = run
         self.auth = auth
         self._registry = registry
+        self._services = services
         self._logger: RunLogger | None = None
         self._queue: Queue | None = None
         self._events: EventBuffer | None = None
+        self._kv: KV | None = None
+
+    @property
+    def kv(self) -> KV:
+        if self._kv is None:
+            self._kv = self._services.kv_for(self.db)
+        return self._kv
 
     @property
     def logger(self) -> RunLogger:

@@ -32,6 +32,7 @@ from .guards import NOBODY, Caller, Guard, GuardCall, GuardFactory
 from .jsonutil import dumps
 from .manifests.model import ActionSpec
 from .registry import Registry
+from .services import Services
 
 log = logging.getLogger("actions_server.executor")
 
@@ -73,11 +74,13 @@ class Executor:
         auth: Auth,
         guards: GuardFactory,
         registry: Registry,
+        services: Services,
         *,
         role: str | None = None,
     ) -> None:
         self.database = database
         self.auth = auth
+        self.services = services
         self.guard_factory = guards
         self.role = role
         self._guards: dict[str, tuple[ActionSpec, tuple[Guard, ...]]] = {}
@@ -133,7 +136,11 @@ class Executor:
         if principal.org_id is not None:
             session.set_local("app.org_id", principal.org_id)
         ctx = Context(
-            db=session, run=run, auth=AuthContext(self.auth, principal), registry=self.registry
+            db=session,
+            run=run,
+            auth=AuthContext(self.auth, principal),
+            registry=self.registry,
+            services=self.services,
         )
         completed = False
         try:

@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .auth import ANONYMOUS, AuthContext, Principal, TokenError
 from .config import OrgTables
-from .db.counters import hit_counter
 from .db.orgs import feature_query, membership_query
-from .db.pool import Database
 from .errors import ActionError, BadRequest, Forbidden, NotFound, TooManyRequests, Unauthorized
+from .kv import KV
 from .manifests.imports import import_callable
 from .manifests.model import ActionSpec, GuardSpec
 
@@ -169,10 +168,10 @@ def rate_denial(count: int, limit: int, retry_after: int) -> ActionError | None:
 
 
 class GuardFactory:
-    """Builds each action's checks once; they share the app's database and settings."""
+    """Builds each action's checks once; they share the app's counters and settings."""
 
-    def __init__(self, database: Database, orgs: OrgTables, root: Any) -> None:
-        self.database = database
+    def __init__(self, counters: KV, orgs: OrgTables, root: Any) -> None:
+        self.counters = counters
         self.orgs = orgs
         self.root = root
         self._membership = membership_query(orgs)
@@ -243,9 +242,10 @@ class GuardFactory:
         window = float(limit["window_seconds"])
         start, retry_after = rate_window(time.time(), window)
         subject = rate_subject(limit["key"], call.ctx.auth, call.caller)
-        # Outside the run's transaction: a request that fails still counts.
-        key = f"{call.action.name}|{subject}"
-        count = await hit_counter(self.database, key, start, start + window)
+        # A counter per window, through the KV store but outside the run's
+        # transaction: a request that fails still counts.
+        key = f"actions_server:rate:{call.action.name}|{subject}|{start:.0f}"
+        count = await self.counters.incr(key, 1, ttl=window + 1)
         _raise(rate_denial(count, int(limit["max"]), retry_after))
 
 

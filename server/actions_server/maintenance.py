@@ -2,8 +2,9 @@
 
 Prunes finished jobs and events past `queue.retention_days` (dead jobs past
 `queue.dead_retention_days`), cron ticks past twice the longer of the two (a
-tick must outlive any job it created, or it could run again), and expired
-rate-limit counters. The scheduler runs it in the instance that wins the tick.
+tick must outlive any job it created, or it could run again), and expired KV
+rows (which reads already ignore), rate-limit counters among them. The
+scheduler runs it in the instance that wins the tick.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from .db.pool import Database
 from .executor import Executor
 from .guards import GuardFactory
 from .registry import Registry
+from .services import open_services
 
 
 @dataclass(slots=True, kw_only=True)
@@ -64,9 +65,10 @@ async def open_runtime(
         )
         await database.open()
         stack.push_async_callback(database.close)
-        guards = GuardFactory(database, config.auth.orgs, config.root)
+        services = await open_services(config, database, stack)
+        guards = GuardFactory(services.detached_kv, config.auth.orgs, config.root)
         executor = Executor(
-            database, Auth(config.auth), guards, registry, role=config.database.role
+            database, Auth(config.auth), guards, registry, services, role=config.database.role
         )
         yield Runtime(
             config=config, registry=registry, database=database, executor=executor, dsn=dsn

@@ -142,13 +142,13 @@ WITH done AS (
 ), misfires AS (
     DELETE FROM actions_server.cron_misfires WHERE noticed_at < now() - make_interval(days => %(keep)s)
     RETURNING 1
-), limits AS (
-    DELETE FROM actions_server.rate_limits WHERE expires_at < now()
+), kv AS (
+    DELETE FROM actions_server.kv WHERE expires_at <= now()
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM done) AS jobs, (SELECT count(*) FROM events) AS events,
        (SELECT count(*) FROM ticks) AS ticks, (SELECT count(*) FROM misfires) AS misfires,
-       (SELECT count(*) FROM limits) AS rate_limits;
+       (SELECT count(*) FROM kv) AS expired_kv;
 
 -- name: next_due
 SELECT min(run_at) AS due FROM actions_server.jobs WHERE status = 'queued';

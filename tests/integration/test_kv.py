@@ -1,0 +1,198 @@
+"""The KV contract, run over every backend: PostgreSQL and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from actions_server.db.pool import Database
+from actions_server.kv import KV, KVError
+from actions_server.kv.postgres import pool_kv
+from actions_server.kv.redis import RedisKV
+from support.apps import Client, serving, write_app
+from support.postgres import services_required
+
+pytestmark = pytest.mark.integration
+
+REDIS_URL = os.environ.get("ACTIONS_SERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(params=["postgres", "redis"])
+async def kv(request: pytest.FixtureRequest, database: str) -> AsyncIterator[KV]:
+    if request.param == "postgres":
+        db = Database(database, min_size=1, max_size=2)
+        await db.open()
+        try:
+            yield pool_kv(db)
+        finally:
+            await db.close()
+        return
+    from redis.asyncio import Redis
+    from redis.exceptions import ConnectionError as RedisDown
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except RedisDown as exc:
+        await client.aclose()
+        if services_required():
+            pytest.fail(f"Redis at {REDIS_URL} is not answering: {exc}")
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    try:
+        yield RedisKV(client, prefix)
+    finally:
+        async for name in client.scan_iter(match=prefix + "*"):
+            await client.delete(name)
+        await client.aclose()
+
+
+VALUES = [{"a": [1, 2, {"b": None}]}, [1, "two"], "text", 42, 2.5, True, None, ""]
+
+
+@pytest.mark.parametrize("value", VALUES)
+async def test_values_round_trip_as_json(kv: KV, value: object) -> None:
+    await kv.set("k", value)
+    assert await kv.get("k", default="missing") == value
+    assert await kv.exists("k")
+
+
+async def test_missing_keys(kv: KV) -> None:
+    assert await kv.get("nope") is None
+    assert await kv.get("nope", default=0) == 0
+    assert not await kv.exists("nope")
+    assert not await kv.delete("nope")
+    assert await kv.ttl("nope") is None
+
+
+async def test_delete(kv: KV) -> None:
+    await kv.set("k", 1)
+    assert await kv.delete("k")
+    assert not await kv.exists("k")
+
+
+async def test_ttl_expires_keys(kv: KV) -> None:
+    await kv.set("short", "x", ttl=0.5)
+    await kv.set("forever", "y")
+    left = await kv.ttl("short")
+    assert left is not None
+    assert 0 < left <= 0.5
+    assert await kv.ttl("forever") is None
+    await asyncio.sleep(0.7)
+    assert await kv.get("short") is None
+    assert not await kv.exists("short")
+    assert await kv.keys("short") == []
+    assert await kv.get("forever") == "y"
+
+
+async def test_set_replaces_value_and_ttl(kv: KV) -> None:
+    await kv.set("k", 1, ttl=0.3)
+    await kv.set("k", 2)
+    await asyncio.sleep(0.4)
+    assert await kv.get("k") == 2
+
+
+async def test_incr_counts_and_sets_the_ttl_on_creation_only(kv: KV) -> None:
+    assert await kv.incr("n", ttl=0.6) == 1
+    await asyncio.sleep(0.3)
+    assert await kv.incr("n", by=5, ttl=100) == 6  # the first ttl stays
+    left = await kv.ttl("n")
+    assert left is not None
+    assert left < 0.4
+    await asyncio.sleep(0.4)
+    assert await kv.incr("n") == 1  # expired: starts again
+    assert await kv.incr("n", by=-3) == -2
+    await kv.set("m", 10)
+    assert await kv.incr("m") == 11
+    assert await kv.get("m") == 11
+
+
+async def test_incr_refuses_what_is_not_a_whole_number(kv: KV) -> None:
+    await kv.set("text", "abc")
+    await kv.set("half", 1.5)
+    for key in ("text", "half"):
+        with pytest.raises(KVError, match="does not hold a whole number"):
+            await kv.incr(key)
+    assert await kv.get("text") == "abc"
+
+
+async def test_incr_is_atomic_under_50_concurrent_tasks(kv: KV) -> None:
+    results = await asyncio.gather(*(kv.incr("hits") for _ in range(50)))
+    assert sorted(results) == list(range(1, 51))
+    assert await kv.get("hits") == 50
+
+
+async def test_keys_by_prefix(kv: KV) -> None:
+    for key in ("user:1", "user:2", "user_3", "org:1", "us%r:9"):
+        await kv.set(key, key)
+    assert sorted(await kv.keys("user:")) == ["user:1", "user:2"]
+    assert sorted(await kv.keys("us")) == ["us%r:9", "user:1", "user:2", "user_3"]
+    assert await kv.keys("us%") == ["us%r:9"]  # % and _ are literal
+    assert len(await kv.keys("", limit=2)) == 2
+
+
+async def test_get_many_and_set_many(kv: KV) -> None:
+    await kv.set_many({"a": 1, "b": {"x": 2}}, ttl=10)
+    assert await kv.get_many(["a", "b", "c"]) == {"a": 1, "b": {"x": 2}}
+    left = await kv.ttl("a")
+    assert left is not None
+    assert left > 5
+    assert await kv.get_many([]) == {}
+
+
+@pytest.mark.parametrize("key", ["", "x" * 513, None, 3])
+async def test_bad_keys_are_refused(kv: KV, key: object) -> None:
+    with pytest.raises(KVError):
+        await kv.set(key, 1)  # type: ignore[arg-type]
+
+
+MANIFEST = """
+module: k
+actions:
+  - name: k.setThenFail
+    handler: PKG.handlers:set_then_fail
+    triggers: [{api: POST /fail}]
+  - name: k.set
+    handler: PKG.handlers:set_value
+    triggers: [{api: POST /set}]
+"""
+
+HANDLERS = """
+from actions_server import BadRequest
+
+async def set_then_fail(input, ctx):
+    await ctx.kv.set("rolled-back", True)
+    await ctx.kv.incr("counter")
+    raise BadRequest("no")
+
+async def set_value(input, ctx):
+    await ctx.kv.set("kept", {"at": "commit"}, ttl=60)
+    return {"seen_in_run": await ctx.kv.get("kept")}
+"""
+
+
+@pytest.fixture
+async def app(tmp_path: Path, database: str) -> AsyncIterator[Client]:
+    config, _ = write_app(tmp_path, {"k.yaml": MANIFEST}, HANDLERS)
+    async with serving(config, database) as client:
+        yield client
+
+
+def kv_rows(dsn: str) -> list[tuple[str, object]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT key, value FROM actions_server.kv ORDER BY key").fetchall()
+
+
+async def test_postgres_kv_writes_roll_back_with_the_run(app: Client, database: str) -> None:
+    status, _, _ = await app.post("/fail")
+    assert status == 400
+    assert kv_rows(database) == []
+    status, body, _ = await app.post("/set")
+    assert (status, body) == (200, {"seen_in_run": {"at": "commit"}})
+    assert kv_rows(database) == [("kept", {"at": "commit"})]
