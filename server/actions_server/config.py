@@ -112,6 +112,22 @@ class KVConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StorageConfig:
+    backend: str = "local"
+    path: str = ".actions-server/storage"
+    max_object_bytes: int = 100 * 1024 * 1024
+    url_secret: str | None = None
+    base_url: str = ""
+    endpoint: str | None = None
+    bucket: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    region: str | None = None
+    secure: bool = True
+    create_bucket: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QueueConfig:
     concurrency: int = 16
     lease_seconds: float = 30.0
@@ -154,6 +170,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     kv: KVConfig = field(default_factory=KVConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -357,6 +374,15 @@ def _semantic_problems(data: dict[str, Any], doc: SourceDoc) -> list[Problem]:
             path = ("server", "trusted_proxies", index)
             message = f"server.trusted_proxies: {entry!r} is not an address or CIDR range"
             problems.append(doc.problem(path, message))
+    storage = data.get("storage", {})
+    if storage.get("backend") == "s3":
+        missing = [
+            k for k in ("endpoint", "bucket", "access_key", "secret_key") if not storage.get(k)
+        ]
+        if missing:
+            problems.append(
+                doc.problem(("storage",), f"storage: the s3 backend needs {', '.join(missing)}")
+            )
     kv = data.get("kv", {})
     if kv.get("backend") == "redis" and not kv.get("url"):
         problems.append(
@@ -392,6 +418,7 @@ def _build(
         "database",
         "auth",
         "kv",
+        "storage",
         "queue",
         "scheduler",
         "logging",
@@ -421,6 +448,7 @@ def _build(
         logging=LoggingConfig(**data.get("logging", {})),
         dashboard=DashboardConfig(**data.get("dashboard", {})),
         kv=KVConfig(**data.get("kv", {})),
+        storage=StorageConfig(**data.get("storage", {})),
         queue=QueueConfig(**data.get("queue", {})),
         scheduler=SchedulerConfig(**data.get("scheduler", {})),
         sections={k: v for k, v in data.items() if k not in typed and isinstance(v, dict)},

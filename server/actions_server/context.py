@@ -15,6 +15,7 @@ from .kv import KV
 from .queue.facades import EventBuffer, Events, Queue
 from .registry import Registry
 from .services import Services
+from .storage import Storage
 
 _action_log = logging.getLogger("actions_server.action")
 
@@ -77,7 +78,7 @@ class RunLogger:
 
 
 class Context:
-    """What a handler can reach: `db`, `auth`, `kv`, `queue`, `event`, `logger`, `run`."""
+    """What a handler can reach: db, auth, kv, storage, queue, event, logger, run."""
 
     __slots__ = (
         "_events",
@@ -109,6 +110,10 @@ class Context:
         self._queue: Queue | None = None
         self._events: EventBuffer | None = None
         self._kv: KV | None = None
+
+    @property
+    def storage(self) -> Storage:
+        return self._services.storage
 
     @property
     def kv(self) -> KV:

@@ -1,8 +1,11 @@
-"""What a run can use besides the database: the KV store (and, later, storage
-and mail), built once per process from the config and closed with it."""
+"""What a run can use besides the database: the KV store, object storage (and,
+later, mail), built once per process from the config and closed with it."""
 
 from __future__ import annotations
 
+import hmac
+import logging
+import secrets
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -12,6 +15,10 @@ from .db.pool import Database
 from .kv import KV
 from .kv.postgres import pool_kv, run_kv
 from .kv.redis import RedisKV
+from .storage import Storage
+from .storage.local import LocalStorage
+
+log = logging.getLogger("actions_server.services")
 
 if TYPE_CHECKING:
     from .db.session import DbSession
@@ -21,6 +28,8 @@ if TYPE_CHECKING:
 class Services:
     redis_kv: RedisKV | None  # None: KV lives in PostgreSQL
     detached_kv: KV  # outside any run's transaction (rate limits)
+    storage: Storage
+    local_storage: LocalStorage | None  # set when the server serves signed URLs itself
 
     def kv_for(self, session: DbSession) -> KV:
         """`ctx.kv`: in PostgreSQL, on the run's connection, so it commits with the run."""
@@ -40,4 +49,52 @@ async def open_services(config: Config, database: Database, stack: AsyncExitStac
         redis_kv = RedisKV(
             client, config.kv.prefix if config.kv.prefix is not None else f"{config.app}:"
         )
-    return Services(redis_kv=redis_kv, detached_kv=redis_kv or pool_kv(database))
+    storage, local = await open_storage(config)
+    return Services(
+        redis_kv=redis_kv,
+        detached_kv=redis_kv or pool_kv(database),
+        storage=storage,
+        local_storage=local,
+    )
+
+
+async def open_storage(config: Config) -> tuple[Storage, LocalStorage | None]:
+    settings = config.storage
+    if settings.backend == "s3":
+        from minio import Minio
+
+        from .storage.s3 import S3Storage
+
+        assert settings.endpoint
+        assert settings.bucket
+        client = Minio(
+            settings.endpoint,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            secure=settings.secure,
+            region=settings.region,
+        )
+        s3 = S3Storage(client, settings.bucket, max_object_bytes=settings.max_object_bytes)
+        if settings.create_bucket:
+            await s3.ensure_bucket()
+        return s3, None
+    local = LocalStorage(
+        (config.root / settings.path).resolve(),
+        max_object_bytes=settings.max_object_bytes,
+        url_secret=url_secret(config),
+        base_url=settings.base_url,
+    )
+    return local, local
+
+
+def url_secret(config: Config) -> bytes:
+    """The key that signs local download URLs: configured, or derived from the JWT
+    secret (so every instance agrees), or, with neither, random for this process."""
+    if config.storage.url_secret:
+        return config.storage.url_secret.encode()
+    if config.auth.jwt.secret:
+        return hmac.new(
+            config.auth.jwt.secret.encode(), b"actions-server storage urls", "sha256"
+        ).digest()
+    log.warning("storage URLs are signed with a per-process key: set storage.url_secret")
+    return secrets.token_bytes(32)

@@ -28,7 +28,7 @@ def json_pointer(parts: Iterable[str | int]) -> str:
 class CompiledSchema:
     """A bundled schema (local `$ref`s only), its validator and its coercion plan."""
 
-    __slots__ = ("_plan", "_validator", "defaults", "schema")
+    __slots__ = ("_plan", "_validator", "binary_fields", "defaults", "schema")
 
     def __init__(self, schema: dict[str, Any] | bool) -> None:
         self.schema = schema
@@ -37,6 +37,7 @@ class CompiledSchema:
         self._validator = jsonschema_rs.validator_for(schema, validate_formats=True)
         self._plan: ObjectPlan | None = None
         self.defaults = _top_level_defaults(schema)
+        self.binary_fields = _binary_fields(schema)
 
     @property
     def plan(self) -> ObjectPlan:
@@ -57,6 +58,18 @@ class CompiledSchema:
             if self._validator.is_valid(instance):
                 return []
         return [d for e in self._validator.iter_errors(instance) for d in _details(e)]
+
+
+def _binary_fields(schema: dict[str, Any] | bool) -> frozenset[str]:
+    """Top-level properties declared `format: binary`: the fields that take uploaded files."""
+    if not isinstance(schema, dict):
+        return frozenset()
+    found = set()
+    for name, sub in (schema.get("properties") or {}).items():
+        resolved = resolve_local_ref(sub, schema)
+        if isinstance(resolved, dict) and resolved.get("format") == "binary":
+            found.add(name)
+    return frozenset(found)
 
 
 def _top_level_defaults(schema: dict[str, Any] | bool) -> dict[str, Any]:

@@ -14,20 +14,25 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
 from ..auth import AuthContext
-from ..errors import ActionError, InternalError, MethodNotAllowed
+from ..errors import ActionError, Forbidden, InternalError, MethodNotAllowed
 from ..executor import new_trace_id
 from ..guards import identity_denial
 from ..jsonutil import dumps
 from ..registry import Registry
 from ..runtime import Runtime
+from ..storage import check_key
+from ..storage.signing import ROUTE as STORAGE_ROUTE
+from ..storage.signing import verify
 from .caller import caller_of, parse_networks
 from .errors import error_json
 from .inputs import BodyLimits, read_input
 from .routes import Router, normalize_path
+from .uploads import close_files
 
 log = logging.getLogger("actions_server.http")
 
@@ -46,13 +51,16 @@ class HttpFront:
         self.runtime = runtime
         server = runtime.config.server
         self.limits = BodyLimits(
-            max_bytes=server.max_body_bytes, timeout_seconds=server.body_timeout_seconds
+            max_bytes=server.max_body_bytes,
+            timeout_seconds=server.body_timeout_seconds,
+            max_file_bytes=runtime.config.storage.max_object_bytes,
         )
         self.router = Router(runtime.registry.routes)
         self.needs_client_ip = needs_client_ip(runtime.registry)
         self.needs_identity = needs_identity(runtime.registry)
         self.builtins: dict[str, Endpoint] = {"/healthz": self.healthz, "/readyz": self.readyz}
         self.verifier = runtime.executor.auth.verifier
+        self.local_storage = runtime.executor.services.local_storage
         self.trusted_proxies = parse_networks(runtime.config.server.trusted_proxies)
 
     def use_registry(self, registry: Registry) -> None:
@@ -72,6 +80,8 @@ class HttpFront:
         # rel_url, not raw_path: an absolute-form target (GET http://host/x) has a path too.
         path = normalize_path(request.rel_url.raw_path)
         builtin = self.builtins.get(path)
+        if builtin is None and path.startswith(STORAGE_ROUTE) and self.local_storage is not None:
+            builtin = self.signed_download
         if builtin is not None:
             if request.method in ("GET", "HEAD"):
                 return await builtin(request, trace_id)
@@ -88,9 +98,12 @@ class HttpFront:
                 if denial is not None:
                     raise denial
             payload = await read_input(request, action, params, self.limits)
-            result = await self.runtime.executor.run(
-                route.action, payload, trigger="api", caller=caller, trace_id=trace_id
-            )
+            try:
+                result = await self.runtime.executor.run(
+                    route.action, payload, trigger="api", caller=caller, trace_id=trace_id
+                )
+            finally:
+                close_files(payload)
         except ActionError as exc:
             return error_response(exc, trace_id)
         except Exception:
@@ -101,6 +114,28 @@ class HttpFront:
             return web.Response(status=status, headers={TRACE_HEADER: trace_id})
         headers = {"Content-Type": _JSON, TRACE_HEADER: trace_id}
         return web.Response(body=result.json, status=route.status, headers=headers)
+
+    async def signed_download(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
+        """A local object, for the holder of a URL from `ctx.storage.get_url`."""
+        storage = self.local_storage
+        assert storage is not None
+        key = unquote(normalize_path(request.rel_url.raw_path)[len(STORAGE_ROUTE) :])
+        query = request.query
+        try:
+            check_key(key)
+            refused = verify(storage.url_secret, key, query.get("expires"), query.get("signature"))
+            if refused is not None:
+                raise Forbidden(refused, code="invalid_signature")
+            info = await storage.stat(key)
+        except ActionError as exc:
+            return error_response(exc, trace_id)
+        headers = {
+            TRACE_HEADER: trace_id,
+            "Content-Type": info.content_type or "application/octet-stream",
+        }
+        if info.content_disposition:
+            headers["Content-Disposition"] = info.content_disposition
+        return web.FileResponse(storage.path_of(key), headers=headers)
 
     async def healthz(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
         return json_response({"status": "ok"}, 200, trace_id)

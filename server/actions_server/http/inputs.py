@@ -11,6 +11,8 @@ FastAPI ignores undeclared query parameters).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ from ..coercion import ObjectPlan
 from ..errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from ..jsonutil import JSONDecodeError, loads
 from ..manifests.model import ActionSpec
+from .uploads import is_multipart, read_multipart
 
 
 def is_json(content_type: str) -> bool:
@@ -30,8 +33,20 @@ def is_json(content_type: str) -> bool:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BodyLimits:
-    max_bytes: int
+    max_bytes: int  # a JSON body
     timeout_seconds: float
+    max_file_bytes: int = 100 * 1024 * 1024  # one file of a multipart body
+
+
+@asynccontextmanager
+async def _deadline(limits: BodyLimits) -> AsyncIterator[None]:
+    try:
+        async with asyncio.timeout(limits.timeout_seconds):
+            yield
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the body did not arrive within {limits.timeout_seconds:g}s"
+        ) from None
 
 
 async def read_input(
@@ -45,7 +60,13 @@ async def read_input(
         for key in dict.fromkeys(query.keys()):
             _put(payload, plan, key, query.getall(key))
     if request.body_exists:
-        payload.update(await _read_json_object(request, limits))
+        if is_multipart(request.content_type):
+            binary = schema.binary_fields if schema is not None else frozenset()
+            async with _deadline(limits):
+                form = await read_multipart(request, plan, binary, limits.max_file_bytes, _put)
+            payload.update(form)
+        else:
+            payload.update(await _read_json_object(request, limits))
     for name, value in params.items():
         _put(payload, plan, name, [value])
     return payload

@@ -1,0 +1,123 @@
+"""`multipart/form-data` bodies: form fields, and files streamed to a spooled temp file.
+
+A file part becomes an `UploadedFile`: a `str` (its file name, which is what
+the input schema validates, as `{type: string, format: binary}`) that carries
+the bytes in a temporary file — kept in memory up to 1 MiB, on disk beyond —
+so `ctx.storage.upload(key, input["file"])` streams it on without the object
+ever being held twice in memory. Only fields the input schema declares with
+`format: binary` may be files. Temporary files are closed when the run ends.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import IO, Any
+
+from aiohttp import BodyPartReader, web
+
+from ..coercion import ObjectPlan
+from ..errors import BadRequest, PayloadTooLarge
+
+SPOOL_IN_MEMORY = 1024 * 1024
+CHUNK = 64 * 1024
+MAX_FIELD_BYTES = 1024 * 1024
+
+
+class UploadedFile(str):
+    """A file from a multipart upload; the string is its file name."""
+
+    content_type: str
+    size: int
+    file: IO[bytes]
+
+    def __new__(
+        cls, filename: str, *, content_type: str, size: int, file: IO[bytes]
+    ) -> UploadedFile:
+        uploaded = super().__new__(cls, filename)
+        uploaded.content_type = content_type
+        uploaded.size = size
+        uploaded.file = file
+        return uploaded
+
+    @property
+    def filename(self) -> str:
+        return str.__str__(self)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.file.read(size)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def is_multipart(content_type: str) -> bool:
+    return content_type == "multipart/form-data"
+
+
+async def read_multipart(
+    request: web.BaseRequest,
+    plan: ObjectPlan | None,
+    binary_fields: frozenset[str],
+    max_file_bytes: int,
+    put: Any,
+) -> dict[str, Any]:
+    """The form's fields (coerced like a query string, through `put`) and its files."""
+    reader = await request.multipart()
+    fields: dict[str, list[str]] = {}
+    files: dict[str, UploadedFile] = {}
+    try:
+        async for part in reader:
+            if not isinstance(part, BodyPartReader) or not part.name:
+                raise BadRequest(
+                    "every part of a multipart body needs a field name", code="malformed_body"
+                )
+            if part.filename is not None:
+                if part.name not in binary_fields:
+                    raise BadRequest(
+                        f"field {part.name!r} is not a file field "
+                        "(declare it {type: string, format: binary})",
+                        code="unexpected_file",
+                    )
+                files[part.name] = await _spool(part, max_file_bytes)
+            else:
+                raw = await part.read(decode=True)
+                if len(raw) > MAX_FIELD_BYTES:
+                    raise PayloadTooLarge(
+                        f"form field {part.name!r} is larger than {MAX_FIELD_BYTES} bytes"
+                    )
+                fields.setdefault(part.name, []).append(raw.decode(part.get_charset("utf-8")))
+    except BaseException:
+        for uploaded in files.values():
+            uploaded.close()
+        raise
+    payload: dict[str, Any] = {}
+    for name, values in fields.items():
+        put(payload, plan, name, values)
+    payload.update(files)
+    return payload
+
+
+async def _spool(part: BodyPartReader, limit: int) -> UploadedFile:
+    spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed with the run
+    size = 0
+    try:
+        while chunk := await part.read_chunk(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(
+                    f"file {part.filename!r} is larger than storage.max_object_bytes ({limit})"
+                )
+            spooled.write(chunk)
+        spooled.seek(0)
+    except BaseException:
+        spooled.close()
+        raise
+    content_type = part.headers.get("Content-Type", "application/octet-stream")
+    return UploadedFile(part.filename or "", content_type=content_type, size=size, file=spooled)
+
+
+def close_files(payload: Any) -> None:
+    if isinstance(payload, dict):
+        for value in payload.values():
+            if isinstance(value, UploadedFile):
+                value.close()
