@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from textwrap import indent
 from typing import Any, TypeVar
 
 import click
@@ -131,7 +132,8 @@ def validate_command(config_file: Path) -> None:
     """Check the config and every manifest; list every problem (exit 1 if any)."""
     with user_errors():
         config, registry = _load(config_file)
-        counts = f"{len(registry.actions)} actions in {len(registry.modules)} modules"
+        actions = sum(len(module.actions) for module in registry.modules)
+        counts = f"{actions} actions in {len(registry.modules)} modules"
         click.echo(f"ok: {config.app}: {counts}, {len(registry.routes)} routes")
 
 
@@ -383,6 +385,35 @@ def jobs_cancel(config_file: Path, job_id: int) -> None:
         click.echo(f"job {job_id} is not queued or dead", err=True)
         sys.exit(1)
     click.echo(f"cancelled job {job_id}")
+
+
+@main.group("mail")
+def mail_group() -> None:
+    """The outbox of the development mail transport."""
+
+
+@mail_group.command("list")
+@config_argument
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--body", is_flag=True, help="Print the text of each message too.")
+def mail_list(config_file: Path, limit: int, body: bool) -> None:
+    """The newest messages in the outbox."""
+    from .mail.transports import Q
+
+    async def recent(conn: Any) -> list[dict[str, Any]]:
+        cursor = await conn.execute(Q["recent"], (limit,))
+        rows: list[dict[str, Any]] = await cursor.fetchall()
+        return rows
+
+    with user_errors():
+        rows = _with_connection(config_file, recent)
+    for row in rows:
+        to = ", ".join(row["recipients"])
+        click.echo(f"{row['id']:>6}  {row['created_at']:%Y-%m-%d %H:%M:%S}  {to}  {row['subject']}")
+        if body:
+            click.echo(indent(row["text_body"] or row["html_body"] or "", "        "))
+    if not rows:
+        click.echo("the outbox is empty")
 
 
 @main.command("schema")

@@ -128,6 +128,16 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MailConfig:
+    transport: str = "outbox"
+    sender: str | None = None  # `from` in config.yaml
+    templates: str = "templates/mail"
+    timeout_seconds: float = 60.0
+    retry: Mapping[str, Any] = field(default_factory=dict)
+    smtp: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QueueConfig:
     concurrency: int = 16
     lease_seconds: float = 30.0
@@ -171,6 +181,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     kv: KVConfig = field(default_factory=KVConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -364,6 +375,12 @@ def _key_fits(key: str, algorithms: Sequence[str], doc: SourceDoc, at: JsonPath)
     return problems
 
 
+def _mail_config(raw: Mapping[str, Any]) -> MailConfig:
+    values = dict(raw)
+    sender = values.pop("from", None)
+    return MailConfig(sender=sender, **values)
+
+
 def _semantic_problems(data: dict[str, Any], doc: SourceDoc) -> list[Problem]:
     """What the config schema cannot say: address syntax, min ≤ max."""
     problems = []
@@ -383,6 +400,13 @@ def _semantic_problems(data: dict[str, Any], doc: SourceDoc) -> list[Problem]:
             problems.append(
                 doc.problem(("storage",), f"storage: the s3 backend needs {', '.join(missing)}")
             )
+    mail = data.get("mail", {})
+    if mail.get("transport") == "smtp" and not mail.get("smtp"):
+        problems.append(
+            doc.problem(
+                ("mail",), "mail: the smtp transport needs an smtp section (host, port, ...)"
+            )
+        )
     kv = data.get("kv", {})
     if kv.get("backend") == "redis" and not kv.get("url"):
         problems.append(
@@ -419,6 +443,7 @@ def _build(
         "auth",
         "kv",
         "storage",
+        "mail",
         "queue",
         "scheduler",
         "logging",
@@ -449,6 +474,7 @@ def _build(
         dashboard=DashboardConfig(**data.get("dashboard", {})),
         kv=KVConfig(**data.get("kv", {})),
         storage=StorageConfig(**data.get("storage", {})),
+        mail=_mail_config(data.get("mail", {})),
         queue=QueueConfig(**data.get("queue", {})),
         scheduler=SchedulerConfig(**data.get("scheduler", {})),
         sections={k: v for k, v in data.items() if k not in typed and isinstance(v, dict)},

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from .auth import AuthContext
 from .db.session import DbSession
 from .kv import KV
+from .mail.message import Mail
 from .queue.facades import EventBuffer, Events, Queue
 from .registry import Registry
 from .services import Services
@@ -114,6 +115,10 @@ class Context:
     @property
     def storage(self) -> Storage:
         return self._services.storage
+
+    @property
+    def mail(self) -> Mail:
+        return Mail(self, self._services.mailer)
 
     @property
     def kv(self) -> KV:

@@ -14,8 +14,16 @@ from types import MappingProxyType
 
 from .config import Config
 from .errors import LoadError, Problem
+from .mail.action import send_mail_action
 from .manifests.loader import load_modules
-from .manifests.model import ActionSpec, ApiTrigger, CronTrigger, EventTrigger, ModuleSpec
+from .manifests.model import (
+    ActionSpec,
+    ApiTrigger,
+    CronTrigger,
+    EventTrigger,
+    ModuleSpec,
+    RetryPolicy,
+)
 from .manifests.paths import PathTemplate
 
 
@@ -45,15 +53,29 @@ class Registry:
         return self.actions.get(name)
 
 
-def build_registry(modules: Iterable[ModuleSpec]) -> tuple[Registry, list[Problem]]:
-    """Index `modules`; the problems are duplicate names and conflicting routes."""
+def builtin_actions(config: Config) -> tuple[ActionSpec, ...]:
+    """The framework's own actions (they have no routes): mail delivery."""
+    retry = RetryPolicy(
+        **{"attempts": 8, "base_seconds": 2.0, "max_seconds": 600.0, **config.mail.retry}
+    )
+    return (send_mail_action(retry, config.mail.timeout_seconds),)
+
+
+def build_registry(
+    modules: Iterable[ModuleSpec], builtins: Iterable[ActionSpec] = ()
+) -> tuple[Registry, list[Problem]]:
+    """Index `modules` (and the framework's `builtins`, which belong to no module of
+    the app); the problems are duplicate names and conflicting routes."""
     modules = tuple(modules)
+    framework = ModuleSpec(
+        name="actions_server", description="", prefix="", file="(built in)", actions=tuple(builtins)
+    )
     problems: list[Problem] = []
     actions: dict[str, ActionSpec] = {}
     routes: dict[tuple[str, str], Route] = {}
     subscriptions: dict[str, list[ActionSpec]] = {}
     schedules: list[Schedule] = []
-    for module in modules:
+    for module in (*modules, framework):
         for action in module.actions:
             first = actions.get(action.name)
             if first is not None:
@@ -104,7 +126,7 @@ def _at(action: ActionSpec, message: str) -> Problem:
 def load_registry(config: Config) -> Registry:
     """Load every manifest the config names; raise LoadError listing every problem."""
     modules, problems = load_modules(config)
-    registry, more = build_registry(modules)
+    registry, more = build_registry(modules, builtins=builtin_actions(config))
     problems.extend(more)
     if problems:
         raise LoadError(sorted(problems, key=lambda p: (p.file, p.line or 0)))

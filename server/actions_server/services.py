@@ -15,6 +15,9 @@ from .db.pool import Database
 from .kv import KV
 from .kv.postgres import pool_kv, run_kv
 from .kv.redis import RedisKV
+from .mail.message import Mailer
+from .mail.templates import Templates
+from .mail.transports import OutboxTransport, SmtpSettings, SmtpTransport, Transport
 from .storage import Storage
 from .storage.local import LocalStorage
 
@@ -30,6 +33,7 @@ class Services:
     detached_kv: KV  # outside any run's transaction (rate limits)
     storage: Storage
     local_storage: LocalStorage | None  # set when the server serves signed URLs itself
+    mailer: Mailer
 
     def kv_for(self, session: DbSession) -> KV:
         """`ctx.kv`: in PostgreSQL, on the run's connection, so it commits with the run."""
@@ -55,6 +59,19 @@ async def open_services(config: Config, database: Database, stack: AsyncExitStac
         detached_kv=redis_kv or pool_kv(database),
         storage=storage,
         local_storage=local,
+        mailer=mailer(config),
+    )
+
+
+def mailer(config: Config) -> Mailer:
+    settings = config.mail
+    transport: Transport = OutboxTransport()
+    if settings.transport == "smtp":
+        assert settings.smtp is not None  # the config's checks require it
+        transport = SmtpTransport(SmtpSettings(**settings.smtp))
+    sender = settings.sender or f"{config.app} <noreply@localhost>"
+    return Mailer(
+        templates=Templates(config.root / settings.templates), sender=sender, transport=transport
     )
 
 
