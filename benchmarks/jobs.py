@@ -106,7 +106,7 @@ async def bare_drain(dsn: str, count: int, batch: int) -> float:
             rows = await store.claim(conn, "bare", batch, 30)
             if not rows:
                 break
-            await store.complete(conn, "bare", [r["id"] for r in rows])
+            await store.complete(conn, [store.Claim(r["id"], r["claim"]) for r in rows])
             done += len(rows)
         return done / (time.perf_counter() - started)
 

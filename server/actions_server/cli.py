@@ -360,16 +360,22 @@ def jobs_retry(config_file: Path, job_id: int | None, all_dead: bool) -> None:
     if (job_id is None) == (not all_dead):
         raise click.UsageError("give a job id or --all-dead")
     with user_errors():
-        ids = _with_connection(
+        retried = _with_connection(
             config_file, lambda conn: store.retry(conn, None if all_dead else job_id)
         )
-    if not ids:
+    for dead_id, holder in retried.held.items():
         click.echo(
-            "nothing to retry" if all_dead else f"job {job_id} is not dead or cancelled",
-            err=not all_dead,
+            f"job {dead_id} stays dead: job {holder} holds its unique key (cancel that one first)",
+            err=True,
         )
-        sys.exit(0 if all_dead else 1)
-    click.echo(f"queued again: {', '.join(str(i) for i in ids)}")
+    if retried.queued:
+        click.echo(f"queued again: {', '.join(str(i) for i in retried.queued)}")
+    elif all_dead:
+        click.echo("nothing to retry")
+    else:
+        if not retried.held:
+            click.echo(f"job {job_id} is not dead or cancelled", err=True)
+        sys.exit(1)
 
 
 @jobs_group.command("cancel")

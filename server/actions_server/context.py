@@ -7,6 +7,7 @@ connection until used, and `logger` is made on first access.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .auth import AuthContext
@@ -111,6 +112,7 @@ class Context:
         self._queue: Queue | None = None
         self._events: EventBuffer | None = None
         self._kv: KV | None = None
+        db.on_savepoint(self._mark_events)
 
     @property
     def storage(self) -> Storage:
@@ -143,6 +145,12 @@ class Context:
         if self._events is None:
             self._events = EventBuffer()
         return Events(self._events)
+
+    def _mark_events(self) -> Callable[[], None]:
+        """Undoes the events emitted inside a savepoint that rolls back."""
+        if self._events is None:
+            self._events = EventBuffer()
+        return self._events.mark()
 
     async def flush_events(self) -> None:
         """Write the events emitted so far, in the run's transaction (before it commits)."""

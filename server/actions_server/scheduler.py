@@ -18,7 +18,9 @@ import asyncio
 import datetime
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from apscheduler.executors.asyncio import AsyncIOExecutor
@@ -27,16 +29,17 @@ from psycopg_pool import PoolTimeout
 
 from .auth import SYSTEM
 from .config import Config
-from .db.pool import Database
+from .db.pool import Connection, Database
 from .errors import DatabaseUnavailable
 from .executor import new_trace_id
 from .maintenance import MAINTENANCE_CRON, MAINTENANCE_TICK, run_maintenance
-from .manifests.cron import parse_cron
+from .manifests.cron import parse_cron, pins_hour, repeats_wall_time
 from .queue import store
 from .registry import Registry
 
 log = logging.getLogger("actions_server.scheduler")
 
+DB_ERRORS = (DatabaseUnavailable, psycopg.OperationalError, PoolTimeout)
 Fire = Callable[[str, datetime.datetime], Awaitable[None]]
 
 
@@ -79,12 +82,19 @@ class Scheduler:
         self.misfires = 0
         self.ticks = 0
         self._scheduler: AsyncIOScheduler | None = None
+        # Schedules pinned to an hour, by name → their time zone (see _repeated_wall_time).
+        self._fixed_hour: dict[str, ZoneInfo] = {
+            s.action.name: ZoneInfo(s.trigger.timezone)
+            for s in registry.schedules
+            if pins_hour(s.trigger.expression)
+        }
 
     def start(self) -> None:
         grace = self.config.scheduler.misfire_grace_seconds
         scheduler = AsyncIOScheduler(
             executors={"default": _TickExecutor(self._fire, self._misfire, grace)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            # max_instances: a tick still retrying must not make APScheduler skip the next.
+            job_defaults={"coalesce": True, "max_instances": 1000, "misfire_grace_time": None},
             timezone=self.config.scheduler.timezone,
         )
         for schedule in self.registry.schedules:
@@ -108,28 +118,56 @@ class Scheduler:
         return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
 
     async def _fire(self, name: str, fire_time: datetime.datetime) -> None:
-        try:
-            async with self.database.pool.connection(timeout=self.database.acquire_timeout) as conn:
-                if name == MAINTENANCE_TICK:
-                    await self._maintain(conn, fire_time)
-                    return
-                action = self.registry.action(name)
-                if action is None:
-                    return
-                job_id = await store.enqueue_tick(
-                    conn,
-                    name,
-                    fire_time,
-                    max_attempts=action.retry.attempts,
-                    trace_id=new_trace_id(),
-                    principal=SYSTEM.to_json(),
-                )
-        except (DatabaseUnavailable, psycopg.OperationalError, PoolTimeout) as exc:
-            log.error("cannot enqueue the %s tick of %s: %s", fire_time.isoformat(), name, exc)
+        """Enqueue the tick; while the database refuses, try again until the grace runs out."""
+        if self._repeated_wall_time(name, fire_time):
             return
+        grace = datetime.timedelta(seconds=self.config.scheduler.misfire_grace_seconds)
+        pause = 0.5
+        while True:
+            try:
+                await self._enqueue(name, fire_time)
+                return
+            except Exception as exc:
+                late = datetime.datetime.now(datetime.UTC) - fire_time
+                if late + datetime.timedelta(seconds=pause) > grace:
+                    log.error(
+                        "cannot enqueue the %s tick of %s: %s", fire_time.isoformat(), name, exc
+                    )
+                    await self._misfire(name, fire_time)
+                    return
+                if not isinstance(exc, DB_ERRORS):
+                    log.exception("cron tick of %s failed; trying again", name)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    async def _enqueue(self, name: str, fire_time: datetime.datetime) -> None:
+        async with self._connection() as conn:
+            if name == MAINTENANCE_TICK:
+                await self._maintain(conn, fire_time)
+                return
+            action = self.registry.action(name)
+            if action is None:
+                return
+            job_id = await store.enqueue_tick(
+                conn,
+                name,
+                fire_time,
+                max_attempts=action.retry.attempts,
+                trace_id=new_trace_id(),
+                principal=SYSTEM.to_json(),
+            )
         if job_id is not None:
             self.ticks += 1
             log.debug("cron %s fired for %s (job %s)", name, fire_time.isoformat(), job_id)
+
+    def _repeated_wall_time(self, name: str, fire_time: datetime.datetime) -> bool:
+        """Whether this is the second pass of a fixed-hour schedule through a repeated hour.
+
+        When clocks go back, 01:30 happens twice; cron runs a job pinned to that
+        hour once (and an hourly or finer one on both passes), and so do we.
+        """
+        zone = self._fixed_hour.get(name)
+        return zone is not None and repeats_wall_time(fire_time, zone)
 
     async def _maintain(self, conn: Any, fire_time: datetime.datetime) -> None:
         won = await store.claim_tick(conn, MAINTENANCE_TICK, fire_time)
@@ -142,10 +180,13 @@ class Scheduler:
             "skipped the %s tick of %s: missed by more than the grace", fire_time.isoformat(), name
         )
         try:
-            async with self.database.pool.connection(timeout=self.database.acquire_timeout) as conn:
+            async with self._connection() as conn:
                 await store.record_misfire(conn, name, fire_time)
-        except (DatabaseUnavailable, psycopg.OperationalError, PoolTimeout):
-            pass
+        except Exception as exc:  # counted and logged above; the table is for the dashboard
+            log.warning("cannot record the misfire of %s: %s", name, exc)
+
+    def _connection(self) -> AbstractAsyncContextManager[Connection]:
+        return self.database.side_pool.connection(timeout=self.database.acquire_timeout)
 
 
 def _placeholder() -> None:  # pragma: no cover - _TickExecutor never calls job functions

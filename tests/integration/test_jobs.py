@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -14,6 +13,7 @@ from psycopg.rows import dict_row
 
 from actions_server.maintenance import run_maintenance
 from support.apps import Client, serving, working, write_app
+from support.polling import eventually, query
 from support.tokens import SECRET, claims, hs256
 
 pytestmark = pytest.mark.integration
@@ -56,6 +56,18 @@ actions:
     timeout_seconds: 0.3
     retry: {attempts: 1}
     triggers: [{event: job.slow}]
+  - name: q.emitAroundSavepoint
+    handler: PKG.handlers:emit_around_savepoint
+    triggers: [{api: POST /emit-around-savepoint}]
+  - name: q.typed
+    handler: PKG.handlers:work
+    input: {type: object, properties: {n: {type: integer}}, required: [n]}
+    retry: {attempts: 3, backoff: fixed, base_seconds: 0.05}
+    triggers: [{event: job.typed}]
+  - name: q.garbled
+    handler: PKG.handlers:garbled
+    retry: {attempts: 1}
+    triggers: [{event: job.garbled}]
   - name: q.onThing
     handler: PKG.handlers:on_thing
     triggers: [{event: thing.happened}]
@@ -107,6 +119,22 @@ async def broken(input, ctx):
 async def slow(input, ctx):
     await asyncio.sleep(2)
 
+async def emit_around_savepoint(input, ctx):
+    ctx.event.emit("kept.before")
+    try:
+        async with ctx.db.transaction():
+            await ctx.db.raw("SELECT 1")
+            ctx.event.emit("dropped.inside")
+            raise RuntimeError("undo the savepoint")
+    except RuntimeError:
+        pass
+    async with ctx.db.transaction():
+        ctx.event.emit("kept.inside")
+    ctx.event.emit("kept.after")
+
+async def garbled(input, ctx):
+    raise RuntimeError("NUL \\x00 and a lone surrogate \\ud800")
+
 async def on_thing(input, ctx):
     await record(ctx, ctx.run.action, input["n"])
 """
@@ -121,20 +149,6 @@ async def app(tmp_path: Path, empty_database: str) -> AsyncIterator[Client]:
     )
     async with serving(config, empty_database) as client:
         yield client
-
-
-def query(dsn: str, sql: str, *params: Any) -> list[dict[str, Any]]:
-    with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-async def eventually(check: Any, seconds: float = 10.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        await asyncio.sleep(0.05)
 
 
 async def test_a_rolled_back_run_leaves_no_job_and_no_event(
@@ -243,7 +257,7 @@ async def test_a_job_that_always_fails_ends_dead_with_its_error_and_can_be_retri
     async with await psycopg.AsyncConnection.connect(
         empty_database, autocommit=True, row_factory=dict_row
     ) as conn:
-        assert await store.retry(conn, job["id"]) == [job["id"]]
+        assert (await store.retry(conn, job["id"])).queued == [job["id"]]
         assert await store.status_of(conn, job["id"]) == "queued"
 
 
@@ -331,3 +345,109 @@ async def test_maintenance_prunes_old_finished_jobs_but_keeps_ticks(
     assert query(empty_database, "SELECT count(*) AS n FROM actions_server.cron_ticks") == [
         {"n": 1}
     ]
+
+
+async def test_events_emitted_in_a_rolled_back_savepoint_are_dropped_with_it(
+    app: Client, empty_database: str
+) -> None:
+    assert (await app.post("/emit-around-savepoint"))[0] == 204
+    events = query(empty_database, "SELECT name FROM actions_server.events ORDER BY id")
+    assert [e["name"] for e in events] == ["kept.before", "kept.inside", "kept.after"]
+
+
+async def test_a_payload_its_action_rejects_is_dead_at_once(
+    app: Client, empty_database: str
+) -> None:
+    await app.post("/push", json={"name": "typed", "n": "not a number"})
+    async with working(app):
+        dead = await eventually(
+            lambda: query(empty_database, "SELECT * FROM actions_server.jobs WHERE status = 'dead'")
+        )
+    [job] = dead
+    assert (job["attempts"], job["last_error"]["code"]) == (1, "validation_failed")
+
+
+async def test_an_error_text_postgres_cannot_store_is_cleaned_not_lost(
+    app: Client, empty_database: str
+) -> None:
+    await app.post("/push", json={"name": "garbled"})
+    async with working(app):
+        dead = await eventually(
+            lambda: query(empty_database, "SELECT * FROM actions_server.jobs WHERE status = 'dead'")
+        )
+    [job] = dead
+    assert "NUL \\0 and a lone surrogate ?" in job["last_error"]["traceback"]
+
+
+async def test_a_job_for_an_action_this_worker_lacks_waits_without_using_attempts(
+    app: Client, empty_database: str
+) -> None:
+    [job] = query(
+        empty_database,
+        "INSERT INTO actions_server.jobs (kind, name, action, payload, max_attempts)"
+        " VALUES ('job', 'gone', 'q.gone', '{}', 1) RETURNING id",
+    )
+    async with working(app):
+        postponed = await eventually(
+            lambda: query(
+                empty_database,
+                "SELECT * FROM actions_server.jobs WHERE last_error IS NOT NULL AND id = %s",
+                job["id"],
+            )
+        )
+    [row] = postponed
+    assert (row["status"], row["attempts"]) == ("queued", 0)
+    assert row["last_error"]["code"] == "unknown_action"
+    [late] = query(
+        empty_database,
+        "SELECT run_at > now() + interval '30 seconds' AS late FROM actions_server.jobs",
+    )
+    assert late["late"]
+
+
+async def test_retry_leaves_a_dead_job_whose_unique_key_is_held(
+    app: Client, empty_database: str
+) -> None:
+    from actions_server.queue import store
+
+    rows = query(
+        empty_database,
+        "INSERT INTO actions_server.jobs (kind, name, action, payload, max_attempts, status,"
+        " unique_key) VALUES ('job', 'work', 'q.work', '{}', 1, 'dead', 'held'),"
+        " ('job', 'work', 'q.work', '{}', 1, 'queued', 'held'),"
+        " ('job', 'work', 'q.work', '{}', 1, 'dead', 'twice'),"
+        " ('job', 'work', 'q.work', '{}', 1, 'dead', 'twice') RETURNING id",
+    )
+    dead_held, holder, older_twice, newer_twice = (r["id"] for r in rows)
+    async with await psycopg.AsyncConnection.connect(
+        empty_database, autocommit=True, row_factory=dict_row
+    ) as conn:
+        retried = await store.retry(conn, None)
+        assert retried.queued == [newer_twice]
+        assert retried.held == {dead_held: holder, older_twice: newer_twice}
+        assert (await store.retry(conn, dead_held)).queued == []
+
+
+async def test_a_stale_claim_cannot_finish_the_jobs_next_claim(
+    app: Client, empty_database: str
+) -> None:
+    from actions_server.queue import store
+
+    query(
+        empty_database,
+        "INSERT INTO actions_server.jobs (kind, name, action, payload, max_attempts)"
+        " VALUES ('job', 'work', 'q.work', '{}', 3) RETURNING id",
+    )
+    async with await psycopg.AsyncConnection.connect(
+        empty_database, autocommit=True, row_factory=dict_row
+    ) as conn:
+        [first] = await store.claim(conn, "same-worker", 10, 30)
+        await conn.execute("UPDATE actions_server.jobs SET locked_until = now() - interval '1s'")
+        assert await store.reap_expired(conn) == [first["id"]]
+        [second] = await store.claim(conn, "same-worker", 10, 30)
+        stale = store.Claim(first["id"], first["claim"])
+        current = store.Claim(second["id"], second["claim"])
+        assert await store.complete(conn, [stale]) == set()
+        await store.release(conn, [stale])
+        assert await store.status_of(conn, first["id"]) == "running"
+        assert await store.complete(conn, [current]) == {first["id"]}

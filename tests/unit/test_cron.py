@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from actions_server.manifests.cron import CronError, days_of_week, parse_cron
+from actions_server.manifests.cron import (
+    CronError,
+    days_of_week,
+    parse_cron,
+    pins_hour,
+    repeats_wall_time,
+)
 
 
 @pytest.mark.parametrize(
@@ -69,3 +75,36 @@ def test_timezone_is_honoured() -> None:
 def test_invalid(expression: str, tz: str, message: str) -> None:
     with pytest.raises(CronError, match=message):
         parse_cron(expression, tz)
+
+
+def test_day_of_month_and_day_of_week_both_restricted_means_either() -> None:
+    # Cron's rule: the 1st of the month, and every Monday (APScheduler alone needs both).
+    fires, after = [], datetime(2026, 11, 27, tzinfo=UTC)  # a Friday
+    for _ in range(3):
+        after = next_fire("0 9 1 * mon", after) + timedelta(seconds=1)
+        fires.append(after.date().isoformat())
+    assert fires == ["2026-11-30", "2026-12-01", "2026-12-07"]
+
+
+def test_only_one_field_restricted_keeps_the_and() -> None:
+    assert next_fire("0 9 13 * *", datetime(2026, 11, 27, tzinfo=UTC)).day == 13
+    assert next_fire("0 9 * * fri", datetime(2026, 11, 27, 10, tzinfo=UTC)).day == 4
+
+
+def test_the_repeated_hour_is_recognised_on_its_second_pass_only() -> None:
+    new_york = ZoneInfo("America/New_York")
+    # 2026-11-01: clocks go back from 02:00 EDT to 01:00 EST; 01:30 happens twice.
+    first = datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # 01:30 EDT
+    second = datetime(2026, 11, 1, 6, 30, tzinfo=UTC)  # 01:30 EST
+    assert first.astimezone(new_york).hour == second.astimezone(new_york).hour == 1
+    assert not repeats_wall_time(first, new_york)
+    assert repeats_wall_time(second, new_york)
+    assert not repeats_wall_time(datetime(2026, 11, 1, 7, 30, tzinfo=UTC), new_york)
+
+
+@pytest.mark.parametrize(
+    ("expression", "pinned"),
+    [("30 1 * * *", True), ("0 30 1 * * *", True), ("0 * * * *", False), ("*/5 */2 * * *", False)],
+)
+def test_pins_hour(expression: str, pinned: bool) -> None:
+    assert pins_hour(expression) is pinned

@@ -41,6 +41,7 @@ PROBE_TIMEOUT_SECONDS = 0.5
 # early lets the next waiting request start a fresh attempt, so recovery after an
 # outage takes about a second instead of up to the last backoff delay.
 RECONNECT_TIMEOUT_SECONDS = 2.0
+SIDE_POOL_SIZE = 4
 
 
 async def _configure(conn: Connection) -> None:
@@ -92,17 +93,20 @@ class Database:
             name=name,
             configure=_configure,
         )
-        # Short statements made beside a run that already holds a pool connection
-        # (rate-limit counters): from the main pool they could wait for each other.
+        # Short statements made beside the runs, which may hold every pooled
+        # connection: rate-limit counters made while a run holds one (from the main
+        # pool they could wait for each other), the worker's claims, heartbeats and
+        # acknowledgements, cron ticks.
         self.side_pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             dsn,
             min_size=0,
-            max_size=2,
+            max_size=SIDE_POOL_SIZE,
             kwargs=options,
             timeout=acquire_timeout,
             reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
             open=False,
             name=f"{name}-side",
+            configure=_configure,
         )
         self._down_since: float | None = None
         self._probing = False

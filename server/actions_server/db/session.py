@@ -11,7 +11,7 @@ transaction. `transaction()` nests a savepoint inside it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,6 +39,7 @@ class DbSession:
         "_opening",
         "_pending",
         "_role",
+        "_savepoint_marks",
         "_session_level",
         "_transactional",
     )
@@ -53,6 +54,7 @@ class DbSession:
         self._pending: dict[str, str] = {}
         self._session_level: set[str] = set()  # settings to reset before the connection goes back
         self._opening: asyncio.Lock | None = None
+        self._savepoint_marks: list[Callable[[], Callable[[], None]]] = []
 
     @property
     def used(self) -> bool:
@@ -156,12 +158,26 @@ class DbSession:
         cursor = await conn.execute(query, kwargs or args or None)
         return await cursor.fetchall() if cursor.description is not None else []
 
+    def on_savepoint(self, mark: Callable[[], Callable[[], None]]) -> None:
+        """Have `mark()` called as each savepoint opens; its result undoes, should it roll back.
+
+        For run state kept outside the database until commit (emitted events),
+        so that it is rolled back together with the savepoint's rows.
+        """
+        self._savepoint_marks.append(mark)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         """A savepoint inside the run's transaction: rolled back alone if the block raises."""
         conn = await self.connection()
-        async with conn.transaction():
-            yield
+        undo = [mark() for mark in self._savepoint_marks]
+        try:
+            async with conn.transaction():
+                yield
+        except BaseException:
+            for step in reversed(undo):
+                step()
+            raise
 
     async def execute(self, query: sql.Composed, params: Sequence[Any]) -> list[Row]:
         conn = await self.connection()

@@ -1,16 +1,25 @@
 """Cron expressions → APScheduler 3 triggers, with standard cron semantics.
 
 Five fields (`minute hour day month day-of-week`) or six with seconds first.
-APScheduler numbers days of the week from Monday = 0, while cron (and every
-crontab users copy from) uses Sunday = 0 (and 7); so the day-of-week field is
-parsed here into a set of days and handed over by name.
+Where APScheduler and cron differ, cron wins, since that is what crontabs are
+copied from:
+- APScheduler numbers days of the week from Monday = 0, cron from Sunday = 0
+  (and 7); the day-of-week field is parsed here and handed over by name.
+- When both day-of-month and day-of-week are restricted, cron runs on days
+  matching either (`0 9 1 * mon`: the 1st, and every Monday); APScheduler
+  requires both, so such an expression becomes two triggers joined by OR.
+- A schedule pinned to an hour runs once when clocks go back and the hour
+  repeats (see `pins_hour`; the scheduler skips the second pass).
 """
 
 from __future__ import annotations
 
+import datetime
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -57,7 +66,22 @@ def days_of_week(field: str, expression: str) -> set[int] | None:
     return days
 
 
-def parse_cron(expression: str, timezone: str = "UTC") -> CronTrigger:
+def pins_hour(expression: str) -> bool:
+    """Whether `expression` names its hours (not `*` or `*/n`): it runs once in a repeated hour."""
+    fields = expression.split()
+    return len(fields) in (5, 6) and not fields[-4].startswith("*")
+
+
+def repeats_wall_time(moment: datetime.datetime, zone: ZoneInfo) -> bool:
+    """Whether `moment` is the second time its wall-clock time comes round in `zone`.
+
+    True inside the hour that repeats when clocks go back, on its second pass.
+    """
+    local = moment.astimezone(zone)
+    return local.fold == 1 and local.utcoffset() != local.replace(fold=0).utcoffset()
+
+
+def parse_cron(expression: str, timezone: str = "UTC") -> BaseTrigger:
     """The trigger for `expression` in `timezone`; raise CronError if either is invalid."""
     try:
         zone = ZoneInfo(timezone)
@@ -75,15 +99,12 @@ def parse_cron(expression: str, timezone: str = "UTC") -> CronTrigger:
     minute, hour, day, month, weekday = fields[-5:]
     days = days_of_week(weekday, expression)
     day_of_week = "*" if days is None else ",".join(_DAY_NAMES[d] for d in sorted(days))
+    common = {"second": second, "minute": minute, "hour": hour, "month": month, "timezone": zone}
     try:
-        return CronTrigger(
-            second=second,
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=day_of_week,
-            timezone=zone,
-        )
+        if days is not None and day not in ("*", "?"):
+            return OrTrigger(
+                [CronTrigger(day=day, **common), CronTrigger(day_of_week=day_of_week, **common)]
+            )
+        return CronTrigger(day=day, day_of_week=day_of_week, **common)
     except ValueError as exc:
         raise CronError(f"cron {expression!r}: {exc}") from None

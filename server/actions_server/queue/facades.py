@@ -12,7 +12,7 @@ and its principal, under which the action it reaches will run.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ActionsServerError
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..context import Context
 
 JOB_PREFIX = "job."
+UNIQUE_RACE_TRIES = 3
 
 
 class QueueError(ActionsServerError):
@@ -59,6 +60,15 @@ class EventBuffer:
 
     def __bool__(self) -> bool:
         return bool(self._events)
+
+    def mark(self) -> Callable[[], None]:
+        """A function that forgets what is emitted from now on (a savepoint rolled back)."""
+        size = len(self._events)
+
+        def rewind() -> None:
+            del self._events[size:]
+
+        return rewind
 
     async def flush(self, ctx: Context, registry: Registry) -> None:
         events, self._events = self._events, []
@@ -174,11 +184,16 @@ class Queue:
             for action in actions
         ]
         conn = await ctx.db.connection()
-        ids = await store.enqueue(conn, jobs)
-        if ids:
-            return ids[0]
-        held = await store.existing(conn, [j.unique_key for j in jobs if j.unique_key])
-        return min(held.values())
+        keys = [j.unique_key for j in jobs if j.unique_key]
+        for _ in range(UNIQUE_RACE_TRIES):
+            ids = await store.enqueue(conn, jobs)
+            if ids:
+                return ids[0]
+            held = await store.existing(conn, keys)
+            if held:
+                return min(held.values())
+            # The holder finished between the insert and the lookup: the key is free now.
+        raise QueueError(f"{name!r}: unique_key {unique_key!r} is contended; try again")
 
 
 def _per_action(unique_key: str | None, action: str) -> str | None:

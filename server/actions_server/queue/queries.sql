@@ -41,36 +41,40 @@ WITH next AS (
 )
 UPDATE actions_server.jobs AS j
 SET status = 'running', attempts = j.attempts + 1, locked_by = %(worker)s,
-    locked_until = now() + make_interval(secs => %(lease)s), started_at = now()
+    locked_until = now() + make_interval(secs => %(lease)s), started_at = now(),
+    claim = gen_random_uuid()
 FROM next WHERE j.id = next.id
-RETURNING j.id, j.kind, j.name, j.action, j.payload, j.priority, j.run_at, j.attempts,
+RETURNING j.id, j.claim, j.kind, j.name, j.action, j.payload, j.priority, j.run_at, j.attempts,
           j.max_attempts, j.trace_id, j.parent_run_id, j.principal, j.event_id, j.created_at;
 
 -- name: complete
 UPDATE actions_server.jobs
 SET status = 'done', finished_at = now(), locked_by = NULL, locked_until = NULL
-WHERE id = ANY(%(ids)s) AND locked_by = %(worker)s AND status = 'running'
+WHERE id = ANY(%(ids)s) AND claim = ANY(%(claims)s) AND status = 'running'
 RETURNING id;
 
 -- name: fail
+-- A failure that was not the job's fault (`counts` false) gives the attempt back.
 UPDATE actions_server.jobs AS j
 SET status = CASE WHEN f.dead THEN 'dead' ELSE 'queued' END,
+    attempts = CASE WHEN f.counts THEN j.attempts ELSE j.attempts - 1 END,
     run_at = CASE WHEN f.dead THEN j.run_at ELSE now() + make_interval(secs => f.delay) END,
     last_error = f.error,
     finished_at = CASE WHEN f.dead THEN now() END,
     locked_by = NULL, locked_until = NULL
-FROM unnest(%(ids)s::bigint[], %(dead)s::bool[], %(delay)s::float8[], %(error)s::jsonb[])
-     AS f(id, dead, delay, error)
-WHERE j.id = f.id AND j.locked_by = %(worker)s AND j.status = 'running';
+FROM unnest(%(ids)s::bigint[], %(claims)s::uuid[], %(dead)s::bool[], %(delay)s::float8[],
+            %(counts)s::bool[], %(error)s::jsonb[])
+     AS f(id, claim, dead, delay, counts, error)
+WHERE j.id = f.id AND j.claim = f.claim AND j.status = 'running';
 
 -- name: heartbeat
 UPDATE actions_server.jobs SET locked_until = now() + make_interval(secs => %(lease)s)
-WHERE id = ANY(%(ids)s) AND locked_by = %(worker)s AND status = 'running';
+WHERE id = ANY(%(ids)s) AND claim = ANY(%(claims)s) AND status = 'running';
 
 -- name: release
 UPDATE actions_server.jobs
 SET status = 'queued', attempts = attempts - 1, locked_by = NULL, locked_until = NULL, run_at = now()
-WHERE id = ANY(%(ids)s) AND locked_by = %(worker)s AND status = 'running';
+WHERE id = ANY(%(ids)s) AND claim = ANY(%(claims)s) AND status = 'running';
 
 -- name: reap
 WITH expired AS (
@@ -110,17 +114,35 @@ FROM actions_server.jobs
 WHERE (%(status)s::text IS NULL OR status = %(status)s)
 ORDER BY id DESC LIMIT %(limit)s;
 
--- name: retry_one
-UPDATE actions_server.jobs
+-- name: retry
+-- One job (`id`) or every dead one (`id` NULL). A job whose unique key an
+-- unfinished job holds stays where it is (`held` reports it), and of several dead
+-- jobs sharing a key only the newest goes back.
+WITH candidates AS (
+    SELECT id, unique_key,
+           row_number() OVER (PARTITION BY unique_key ORDER BY id DESC) AS newest
+    FROM actions_server.jobs
+    WHERE CASE WHEN %(id)s::bigint IS NULL THEN status = 'dead'
+               ELSE id = %(id)s AND status IN ('dead', 'cancelled') END
+), chosen AS (
+    SELECT c.id FROM candidates c
+    WHERE c.unique_key IS NULL
+       OR (c.newest = 1 AND NOT EXISTS (
+               SELECT 1 FROM actions_server.jobs o
+               WHERE o.unique_key = c.unique_key AND o.status IN ('queued', 'running')))
+)
+UPDATE actions_server.jobs AS j
 SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL
-WHERE id = %s AND status IN ('dead', 'cancelled')
-RETURNING id;
+FROM chosen WHERE j.id = chosen.id
+RETURNING j.id;
 
--- name: retry_dead
-UPDATE actions_server.jobs
-SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL
-WHERE status = 'dead'
-RETURNING id;
+-- name: held
+SELECT d.id, o.id AS holder
+FROM actions_server.jobs d
+JOIN actions_server.jobs o ON o.unique_key = d.unique_key AND o.status IN ('queued', 'running')
+WHERE CASE WHEN %(id)s::bigint IS NULL THEN d.status = 'dead'
+           ELSE d.id = %(id)s AND d.status IN ('dead', 'cancelled') END
+ORDER BY d.id;
 
 -- name: cancel
 UPDATE actions_server.jobs SET status = 'cancelled', finished_at = now()

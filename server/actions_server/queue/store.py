@@ -9,16 +9,19 @@ handler's work.
 Statuses: `queued` → `running` → `done`, or back to `queued` for a retry, or
 `dead` after the last attempt; `cancelled` by an operator. A running job holds
 a lease (`locked_by`, `locked_until`) that the worker's heartbeat extends; an
-expired lease means the worker died, and the job goes back to the queue.
+expired lease means the worker died, and the job goes back to the queue. Each
+claim has a token (`claim`): acknowledgements name it, so a run that lost its
+lease cannot finish, extend or release a later claim of the same job.
 """
 
 from __future__ import annotations
 
 import datetime
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg.types.json import Jsonb
 
@@ -28,6 +31,17 @@ from ..db.sqlfile import load_queries
 Q = load_queries(Path(__file__).with_name("queries.sql"))
 CHANNEL = "actions_server_jobs"
 UNFINISHED = ("queued", "running")
+
+
+class Claim(NamedTuple):
+    """One claim of one job: what the worker acknowledges."""
+
+    job_id: int
+    token: uuid.UUID
+
+
+def _claim_params(claims: Sequence[Claim]) -> dict[str, list[Any]]:
+    return {"ids": [c.job_id for c in claims], "claims": [c.token for c in claims]}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,45 +131,44 @@ async def claim(
     return rows
 
 
-async def complete(conn: Connection, worker: str, ids: Sequence[int]) -> set[int]:
-    """Mark jobs done; the ids whose lease this worker still held."""
-    cursor = await conn.execute(Q["complete"], {"ids": list(ids), "worker": worker})
+async def complete(conn: Connection, claims: Sequence[Claim]) -> set[int]:
+    """Mark jobs done; the ids of those whose claim still held."""
+    cursor = await conn.execute(Q["complete"], _claim_params(claims))
     return {row["id"] for row in await cursor.fetchall()}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Failure:
-    job_id: int
+    claim: Claim
     dead: bool
     delay_seconds: float
     error: Mapping[str, Any]
+    counts: bool = True  # False: not the job's fault, the attempt is given back
 
 
-async def fail(conn: Connection, worker: str, failures: Sequence[Failure]) -> None:
+async def fail(conn: Connection, failures: Sequence[Failure]) -> None:
     """Send failed jobs back to the queue after their delay, or to `dead`."""
     if not failures:
         return
     await conn.execute(
         Q["fail"],
         {
-            "ids": [f.job_id for f in failures],
+            **_claim_params([f.claim for f in failures]),
             "dead": [f.dead for f in failures],
             "delay": [f.delay_seconds for f in failures],
+            "counts": [f.counts for f in failures],
             "error": [Jsonb(dict(f.error)) for f in failures],
-            "worker": worker,
         },
     )
 
 
-async def heartbeat(
-    conn: Connection, worker: str, ids: Sequence[int], lease_seconds: float
-) -> None:
-    await conn.execute(Q["heartbeat"], {"ids": list(ids), "worker": worker, "lease": lease_seconds})
+async def heartbeat(conn: Connection, claims: Sequence[Claim], lease_seconds: float) -> None:
+    await conn.execute(Q["heartbeat"], {**_claim_params(claims), "lease": lease_seconds})
 
 
-async def release(conn: Connection, worker: str, ids: Sequence[int]) -> None:
+async def release(conn: Connection, claims: Sequence[Claim]) -> None:
     """Give jobs this worker will not finish back to the queue (the attempt does not count)."""
-    await conn.execute(Q["release"], {"ids": list(ids), "worker": worker})
+    await conn.execute(Q["release"], _claim_params(claims))
 
 
 async def reap_expired(conn: Connection) -> list[int]:
@@ -217,16 +230,26 @@ async def list_jobs(conn: Connection, status: str | None, limit: int = 50) -> li
     return await cursor.fetchall()
 
 
-async def retry(conn: Connection, job_id: int | None) -> list[int]:
-    """Queue a dead or cancelled job again (every dead one when `job_id` is None)."""
-    if job_id is None:
-        cursor = await conn.execute(Q["retry_dead"])
-    else:
-        cursor = await conn.execute(Q["retry_one"], (job_id,))
-    ids = [row["id"] for row in await cursor.fetchall()]
-    if ids:
-        await conn.execute("SELECT pg_notify('actions_server_jobs', '')")
-    return ids
+@dataclass(frozen=True, slots=True)
+class Retried:
+    queued: list[int]
+    held: dict[int, int]  # job id → the unfinished job holding its unique key
+
+
+async def retry(conn: Connection, job_id: int | None) -> Retried:
+    """Queue a dead or cancelled job again (every dead one when `job_id` is None).
+
+    A job whose unique key is held by an unfinished job stays put and is
+    reported in `held`: queueing it would break the key's promise.
+    """
+    async with conn.transaction():
+        cursor = await conn.execute(Q["retry"], {"id": job_id})
+        queued = sorted(row["id"] for row in await cursor.fetchall())
+        cursor = await conn.execute(Q["held"], {"id": job_id})
+        held = {row["id"]: row["holder"] for row in await cursor.fetchall()}
+        if queued:
+            await conn.execute("SELECT pg_notify('actions_server_jobs', '')")
+    return Retried(queued, held)
 
 
 async def cancel(conn: Connection, job_id: int) -> bool:

@@ -14,6 +14,10 @@
 - On stop: no more claims; running jobs get `queue.shutdown_grace_seconds` to
   finish; the rest are cancelled (their transactions roll back) and released
   for another worker, their attempt not counted. Nothing unfinished is marked done.
+- The worker's own statements (claims, heartbeats, acknowledgements) use the
+  side pool, so running jobs that hold every pooled connection cannot starve
+  the heartbeat into losing their leases. No error stops its loops: each logs
+  and tries again after a pause.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from ..auth import Principal
 from ..config import QueueConfig
 from ..db.pool import Connection, Database
 from ..db.session import DbSession
-from ..errors import ActionError, DatabaseUnavailable
+from ..errors import ActionError, DatabaseUnavailable, ServerBusy, ValidationFailed
 from ..executor import Executor
 from ..guards import Caller
 from ..manifests.model import ActionSpec
@@ -51,6 +55,12 @@ DB_ERRORS = (DatabaseUnavailable, psycopg.OperationalError, PoolTimeout)
 TRIGGERS = {"job": "job", "event": "event", "cron": "cron"}
 ACK_DELAY_SECONDS = 0.01  # gather acknowledgements this long before writing them
 ACK_BATCH = 500
+ERROR_PAUSE_SECONDS = 1.0  # after an unexpected error, before a loop tries again
+# A job that could not run for reasons not its own (database down, pool busy,
+# its action missing from this deployment) comes back after this long; the
+# attempt does not count.
+POSTPONE_SECONDS = 5.0
+UNKNOWN_ACTION_POSTPONE_SECONDS = 60.0
 
 
 class LeaseLost(ActionError):
@@ -75,11 +85,11 @@ class Worker:
         self.config = config
         self.dsn = dsn
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
-        self.running: dict[int, asyncio.Task[None]] = {}
+        self.running: dict[store.Claim, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._backlog = False  # the last claim filled every free slot: more may be waiting
-        self._done: list[int] = []
+        self._done: list[store.Claim] = []
         self._failures: list[store.Failure] = []
         self._acks_pending = asyncio.Event()
         self.processed = 0
@@ -128,7 +138,10 @@ class Worker:
                     claimed = await self._claim(free)
                 except DB_ERRORS as exc:
                     log.warning("cannot claim jobs: %s", exc)
-                    claimed, wait = [], min(poll, 1.0)
+                    claimed, wait = [], min(poll, ERROR_PAUSE_SECONDS)
+                except Exception:
+                    log.exception("cannot claim jobs")
+                    claimed, wait = [], min(poll, ERROR_PAUSE_SECONDS)
                 self._backlog = len(claimed) == free
                 for row in claimed:
                     self._start(row)
@@ -148,8 +161,8 @@ class Worker:
         try:
             async with self._connection() as conn:
                 due = await store.next_due(conn)
-        except DB_ERRORS:
-            return min(poll, 1.0)
+        except Exception:  # the claim loop's next pass reports a lasting problem
+            return min(poll, ERROR_PAUSE_SECONDS)
         if due is None:
             return poll
         return max(0.0, min(poll, due.timestamp() - time.time()))
@@ -163,19 +176,26 @@ class Worker:
     # --- running one job -------------------------------------------------------------
 
     def _start(self, row: dict[str, Any]) -> None:
-        task = asyncio.create_task(self._execute(row), name=f"job-{row['id']}")
-        self.running[row["id"]] = task
+        claim = store.Claim(row["id"], row["claim"])
+        self.running[claim] = asyncio.create_task(self._execute(row, claim), name=f"job-{claim[0]}")
 
-    async def _execute(self, row: dict[str, Any]) -> None:
+    async def _execute(self, row: dict[str, Any], claim: store.Claim) -> None:
         job_id = row["id"]
         try:
             action = self.executor.registry.action(row["action"])
             if action is None:
-                self._fail(
-                    row,
-                    None,
-                    ActionError(500, "unknown_action", f"no action named {row['action']!r}"),
+                # Deployed without this action (a rolling update, a renamed action):
+                # keep the job for a worker that has it, or for an operator to cancel.
+                log.error(
+                    "job %s is for action %r, which this worker does not have; "
+                    "it will be tried again in %gs (cancel it if the action is gone)",
+                    job_id,
+                    row["action"],
+                    UNKNOWN_ACTION_POSTPONE_SECONDS,
+                    extra={"job_id": job_id},
                 )
+                error = ActionError(500, "unknown_action", f"no action named {row['action']!r}")
+                self._fail(row, claim, None, error, delay=UNKNOWN_ACTION_POSTPONE_SECONDS)
                 return
             principal = Principal.from_json(row["principal"] or {})
             payload = row["payload"] if row["kind"] != "cron" else {}
@@ -189,44 +209,67 @@ class Worker:
                     parent_id=row["parent_run_id"],
                     attempt=row["attempts"],
                     job_id=str(job_id),
-                    completion=self._completion(job_id),
+                    completion=self._completion(claim),
                 )
             except LeaseLost:
                 log.warning(
                     "job %s: lease lost; another worker has it", job_id, extra={"job_id": job_id}
                 )
+            except (DatabaseUnavailable, ServerBusy) as exc:
+                # Not the job's fault: try again soon without using up an attempt.
+                self._fail(row, claim, action, exc, delay=POSTPONE_SECONDS)
+            except ValidationFailed as exc:
+                # The same payload will fail the same way: no point retrying.
+                self._fail(row, claim, action, exc, dead=True)
             except ActionError as exc:
-                self._fail(row, action, exc)
+                self._fail(row, claim, action, exc)
+            except Exception as exc:  # the executor turns handler errors into ActionError
+                log.exception("job %s: unexpected error running it", job_id)
+                error = ActionError(500, "internal_error", "unexpected error running the job")
+                error.__cause__ = exc
+                self._fail(row, claim, action, error)
             else:
                 if not result.completed:
-                    self._done.append(job_id)
+                    self._done.append(claim)
                     self._acks_pending.set()
             self.processed += 1
         finally:
-            self.running.pop(job_id, None)
+            self.running.pop(claim, None)
             self._wake_for_more()
 
-    def _completion(self, job_id: int) -> Callable[[DbSession], Coroutine[Any, Any, None]]:
+    def _completion(self, claim: store.Claim) -> Callable[[DbSession], Coroutine[Any, Any, None]]:
         async def complete(session: DbSession) -> None:
-            done = await store.complete(await session.connection(), self.name, [job_id])
+            done = await store.complete(await session.connection(), [claim])
             if not done:
-                raise LeaseLost(message=f"job {job_id} is no longer held by {self.name}")
+                raise LeaseLost(message=f"job {claim.job_id} is no longer held by {self.name}")
 
         return complete
 
-    def _fail(self, row: dict[str, Any], action: ActionSpec | None, exc: ActionError) -> None:
+    def _fail(
+        self,
+        row: dict[str, Any],
+        claim: store.Claim,
+        action: ActionSpec | None,
+        exc: ActionError,
+        *,
+        delay: float | None = None,
+        dead: bool = False,
+    ) -> None:
+        """Record a failed attempt; `delay` postpones without counting the attempt."""
         attempt = row["attempts"]
-        dead = action is None or gives_up(attempt, row["max_attempts"])
+        counts = delay is None
+        dead = dead or (counts and gives_up(attempt, row["max_attempts"]))
         error: dict[str, Any] = {
             "code": exc.code,
-            "message": exc.message,
+            "message": _storable(exc.message),
             "status": exc.status,
             "attempt": attempt,
         }
         cause = exc.__cause__
         if cause is not None and exc.status >= 500:
-            error["traceback"] = "".join(traceback.format_exception(cause))[-8000:]
-        delay = 0.0 if dead or action is None else retry_delay(action.retry, attempt)
+            error["traceback"] = _storable("".join(traceback.format_exception(cause))[-8000:])
+        if delay is None:
+            delay = 0.0 if dead or action is None else retry_delay(action.retry, attempt)
         extra = {"job_id": row["id"], "attempt": attempt, "action": row["action"]}
         if dead:
             log.error(
@@ -242,7 +285,7 @@ class Worker:
                 extra=extra,
             )
         self._failures.append(
-            store.Failure(job_id=row["id"], dead=dead, delay_seconds=delay, error=error)
+            store.Failure(claim=claim, dead=dead, delay_seconds=delay, error=error, counts=counts)
         )
         self._acks_pending.set()
 
@@ -252,9 +295,11 @@ class Worker:
         while True:
             await self._acks_pending.wait()
             await asyncio.sleep(ACK_DELAY_SECONDS)
-            await self._flush_acks()
+            if not await self._flush_acks():
+                await asyncio.sleep(ERROR_PAUSE_SECONDS)
 
-    async def _flush_acks(self) -> None:
+    async def _flush_acks(self) -> bool:
+        """Write pending acknowledgements; False when the database refused them for now."""
         self._acks_pending.clear()
         while self._done or self._failures:
             done, self._done = self._done[:ACK_BATCH], self._done[ACK_BATCH:]
@@ -262,8 +307,8 @@ class Worker:
             try:
                 async with self._connection() as conn:
                     if done:
-                        await store.complete(conn, self.name, done)
-                    await store.fail(conn, self.name, failures)
+                        await store.complete(conn, done)
+                    await store.fail(conn, failures)
                 if any(not f.dead for f in failures):
                     self._wake.set()  # a retry is due soon: let the claimer schedule it
             except DB_ERRORS as exc:
@@ -272,15 +317,20 @@ class Worker:
                 log.warning("cannot acknowledge %d jobs: %s", len(done) + len(failures), exc)
                 self._done[:0], self._failures[:0] = done, failures
                 self._acks_pending.set()
-                return
+                return False
+            except Exception:
+                # Not a passing outage: retrying the same batch would fail forever.
+                # Drop it; the leases expire and the jobs run again.
+                log.exception("cannot acknowledge %d jobs; dropped", len(done) + len(failures))
+        return True
 
     # --- leases ---------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
-        ids = list(self.running)
-        if ids:
+        claims = list(self.running)
+        if claims:
             async with self._connection() as conn:
-                await store.heartbeat(conn, self.name, ids, self.config.lease_seconds)
+                await store.heartbeat(conn, claims, self.config.lease_seconds)
 
     async def _reap(self) -> None:
         async with self._connection() as conn:
@@ -296,6 +346,8 @@ class Worker:
                 await step()
             except DB_ERRORS as exc:
                 log.warning("%s failed: %s", step.__name__.strip("_"), exc)
+            except Exception:
+                log.exception("%s failed", step.__name__.strip("_"))
 
     # --- wake-ups -------------------------------------------------------------------
 
@@ -312,7 +364,7 @@ class Worker:
                     async for _ in conn.notifies():
                         if self.config.concurrency > len(self.running):
                             self._wake.set()
-            except psycopg.OperationalError as exc:
+            except Exception as exc:
                 log.warning("job notifications lost (%s); polling until they are back", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -330,19 +382,19 @@ class Worker:
             )
             _, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_grace_seconds)
             if pending:
-                unfinished = [job_id for job_id, task in self.running.items() if task in pending]
+                unfinished = [claim for claim, task in self.running.items() if task in pending]
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
                 try:
                     async with self._connection() as conn:
-                        await store.release(conn, self.name, unfinished)
+                        await store.release(conn, unfinished)
                     log.warning(
                         "released %d unfinished jobs for other workers: %s",
                         len(unfinished),
-                        unfinished,
+                        [claim.job_id for claim in unfinished],
                     )
-                except DB_ERRORS as exc:
+                except Exception as exc:
                     log.warning(
                         "cannot release %d jobs (their leases will expire): %s",
                         len(unfinished),
@@ -350,4 +402,9 @@ class Worker:
                     )
 
     def _connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
-        return self.database.pool.connection(timeout=self.database.acquire_timeout)
+        return self.database.side_pool.connection(timeout=self.database.acquire_timeout)
+
+
+def _storable(text: str) -> str:
+    """`text` as PostgreSQL's jsonb accepts it: no NUL, no lone surrogates."""
+    return text.replace("\x00", "\\0").encode("utf-8", "replace").decode("utf-8")
