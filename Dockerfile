@@ -18,6 +18,7 @@ COPY config.yaml ./
 COPY actions ./actions
 COPY schemas ./schemas
 COPY migrations ./migrations
+COPY templates ./templates
 
 RUN useradd --system --uid 10001 --home-dir /app app && chown -R app:app /app
 USER app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from actions.orgs import features_key
 from actions_server import Context
 
 
@@ -17,6 +18,8 @@ async def update_subscription(input: dict[str, Any], ctx: Context) -> dict[str, 
 
 
 async def on_subscription_updated(input: dict[str, Any], ctx: Context) -> None:
+    # orgs.getFeatures caches for 5 minutes; a plan change must show at once.
+    await ctx.kv.delete(features_key(input["org_id"]))
     await ctx.db.table("subscription_events").insert(
         {"org_id": input["org_id"], "plan_key": input["plan_key"], "status": input["status"]}
     )

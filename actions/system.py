@@ -8,11 +8,12 @@ from actions_server import Context
 
 
 async def daily_cleanup(input: dict[str, Any], ctx: Context) -> dict[str, int]:
-    emails = await ctx.db.raw(
-        "DELETE FROM sent_emails WHERE sent_at < now() - interval '30 days' RETURNING id"
+    expired = await ctx.db.raw(
+        "DELETE FROM invitations WHERE accepted_at IS NULL"
+        " AND expires_at < now() - interval '30 days' RETURNING id"
     )
-    ctx.logger.info("daily cleanup", sent_emails=len(emails))
-    return {"sent_emails": len(emails)}
+    ctx.logger.info("daily cleanup", invitations=len(expired))
+    return {"invitations": len(expired)}
 
 
 async def hourly_metrics(input: dict[str, Any], ctx: Context) -> dict[str, Any]:

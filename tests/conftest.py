@@ -3,6 +3,7 @@ a fresh database per test cloned from a migrated template, and the example app."
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -95,9 +96,13 @@ def empty_database(server_dsn: str) -> Iterator[str]:
 
 
 @pytest.fixture
-async def example_client(example_config: Config, database: str) -> AsyncIterator[Client]:
-    """The example app, called anonymously."""
-    async with serving(example_config, database) as client:
+async def example_client(
+    example_config: Config, database: str, tmp_path: Path
+) -> AsyncIterator[Client]:
+    """The example app, called anonymously (its stored files under the test's tmp_path)."""
+    storage = dataclasses.replace(example_config.storage, path=str(tmp_path / "storage"))
+    config = dataclasses.replace(example_config, storage=storage)
+    async with serving(config, database) as client:
         yield client
 
 

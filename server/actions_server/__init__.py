@@ -21,6 +21,7 @@ from .errors import (
     TooManyRequests,
     Unauthorized,
 )
+from .http.uploads import UploadedFile
 
 __all__ = [
     "ActionError",
@@ -42,4 +43,5 @@ __all__ = [
     "TableQuery",
     "TooManyRequests",
     "Unauthorized",
+    "UploadedFile",
 ]

@@ -2,42 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import Any
-
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from support.apps import Client, working
+from support.polling import eventually, query
 
 pytestmark = pytest.mark.integration
-
-
-def query(dsn: str, sql: str, *params: Any) -> list[dict[str, Any]]:
-    with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-async def eventually(check: Any, seconds: float = 10.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        await asyncio.sleep(0.05)
-
-
-async def test_signup_sends_a_welcome_email_once(example_client: Client, database: str) -> None:
-    signup = {"email": "new@example.com", "password": "correct horse", "name": "New"}
-    status, _, _ = await example_client.post("/auth/signup", json=signup)
-    assert status == 201
-    async with working(example_client):
-        sent = await eventually(
-            lambda: query(database, "SELECT to_email, template, data FROM sent_emails")
-        )
-    assert sent == [{"to_email": "new@example.com", "template": "welcome", "data": {"name": "New"}}]
 
 
 async def test_a_report_is_generated_in_the_background(
@@ -66,7 +36,8 @@ async def test_a_report_is_generated_in_the_background(
         )
         mails = await eventually(
             lambda: query(
-                database, "SELECT template FROM sent_emails WHERE template = 'report_ready'"
+                database,
+                "SELECT template FROM actions_server.mail_outbox WHERE template = 'report_ready'",
             )
         )
         changes = await eventually(

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import email
 import socket
-import time
 from collections.abc import AsyncIterator, Iterator
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from aiosmtpd.controller import Controller
-from psycopg.rows import dict_row
 
 from support.apps import Client, serving, working, write_app
+from support.polling import eventually, query
 
 pytestmark = pytest.mark.integration
 
@@ -65,20 +62,6 @@ def app_folder(tmp_path: Path, mail: str) -> Path:
     for name, text in TEMPLATES.items():
         (folder / name).write_text(text)
     return config
-
-
-def query(dsn: str, sql: str) -> list[dict[str, Any]]:
-    with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        return conn.execute(sql).fetchall()
-
-
-async def eventually(check: Any, seconds: float = 10.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

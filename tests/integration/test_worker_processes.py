@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 
 from actions_server.queue import store
 from support.apps import write_app
+from support.polling import query
 from support.processes import Served
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -64,11 +65,6 @@ def make_app(folder: Path, *, cron: bool, queue: str) -> Path:
 def worker(config: Path, dsn: str, log: str) -> Served:
     env = {**os.environ, "DATABASE_URL": dsn}
     return Served(["worker", str(config)], config.parent, env, config.parent / log)
-
-
-def query(dsn: str, sql: str, *params: Any) -> list[dict[str, Any]]:
-    with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def push_slow(dsn: str, count: int, seconds: float) -> None:

@@ -1,0 +1,27 @@
+"""Looking at the database from a test, and waiting for background work to show."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+
+def query(dsn: str, sql: str, *params: Any) -> list[dict[str, Any]]:
+    """Run one statement on its own autocommit connection; its rows (none for a write)."""
+    with psycopg.connect(dsn, row_factory=dict_row, autocommit=True) as conn:
+        cursor = conn.execute(sql, params or None)
+        return cursor.fetchall() if cursor.description else []
+
+
+async def eventually(check: Any, seconds: float = 10.0) -> Any:
+    """Call `check` until it returns something true or `seconds` pass; its last result."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.05)
