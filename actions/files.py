@@ -23,15 +23,15 @@ async def upload(input: dict[str, Any], ctx: Context) -> dict[str, Any]:
         data, size = uploaded, uploaded.size
         name = input.get("name") or uploaded.filename or "file"
         content_type = input.get("content_type") or uploaded.content_type
-    elif "content_base64" in input:
+    elif uploaded is not None:  # a JSON body that names a `file`: only multipart carries one
+        raise BadRequest("send the file as a multipart/form-data part named `file`")
+    else:  # the schema's other choice: content_base64 and name
         try:
             data = base64.b64decode(input["content_base64"], validate=True)
         except (binascii.Error, ValueError):
             raise BadRequest("content_base64 is not valid base64") from None
         size, name = len(data), input["name"]
         content_type = input.get("content_type") or "application/octet-stream"
-    else:  # a JSON body that names a `file`: only multipart carries one
-        raise BadRequest("send the file as a multipart/form-data part named `file`")
     file_id = uuid.uuid4()
     key = f"orgs/{ctx.auth.org_id}/files/{file_id}"
     # The row first: if the upload fails, the run rolls it back. (A commit that

@@ -200,16 +200,15 @@ def main() -> None:
     raw_port, low_port, ours_port = free_port(), free_port(), free_port()
     raw = [sys.executable, str(HERE / "raw_aiohttp.py")]
     ours = [sys.executable, "-m", "actions_server.cli", "serve", "config.yaml", "--port"]
-    servers = {
-        "raw aiohttp": (start_server([*raw, str(raw_port), "app"], HERE, raw_port), raw_port),
-        "raw web.Server": (start_server([*raw, str(low_port), "server"], HERE, low_port), low_port),
-        "actions-server": (
-            start_server([*ours, str(ours_port)], HERE / "app", ours_port),
-            ours_port,
-        ),
-    }
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     results: dict[tuple[str, str], list[Sample]] = {}
-    try:
+    try:  # started inside the try: a server that fails to start stops the others
+        for name, command, cwd, port in (
+            ("raw aiohttp", [*raw, str(raw_port), "app"], HERE, raw_port),
+            ("raw web.Server", [*raw, str(low_port), "server"], HERE, low_port),
+            ("actions-server", [*ours, str(ours_port)], HERE / "app", ours_port),
+        ):
+            servers[name] = (start_server(command, cwd, port), port)
         for case in args.cases:
             plan = [
                 (name, process.pid, f"http://127.0.0.1:{port}")

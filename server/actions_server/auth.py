@@ -17,7 +17,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -327,6 +327,15 @@ class Auth:
         self.config = config
         self.verifier = TokenVerifier(config.jwt)
         self.issuer = TokenIssuer(config.jwt)
+        self.policy = RolePolicy(config.roles)
+
+    def use_roles(self, config: AuthConfig) -> None:
+        """Grant `config.roles` from the next permission check on (`serve --reload`).
+
+        Only the roles change: tokens are still verified with the keys the
+        process started with.
+        """
+        self.config = replace(self.config, roles=config.roles)
         self.policy = RolePolicy(config.roles)
 
 

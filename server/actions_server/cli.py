@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from textwrap import indent
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -51,9 +51,9 @@ def user_errors() -> Iterator[None]:
         sys.exit(1)
 
 
-def _load(config_file: Path) -> tuple[Config, Registry]:
+def _load(config_file: Path, log_to: TextIO | None = None) -> tuple[Config, Registry]:
     config = load_config(config_file)
-    configure_logging(config.logging.level, config.logging.format)
+    configure_logging(config.logging.level, config.logging.format, log_to)
     return config, load_registry(config)
 
 
@@ -76,6 +76,12 @@ def main() -> None:
 )
 @click.option("--no-migrate", is_flag=True, help="Do not apply the app's pending migrations.")
 @click.option("--no-worker", is_flag=True, help="Serve HTTP only: no job worker, no scheduler.")
+@click.option(
+    "--reload",
+    is_flag=True,
+    help="For development only: watch the config, manifests, schemas, handler modules and "
+    "templates, and swap in each valid change without a restart (one process).",
+)
 def serve_command(
     config_file: Path,
     host: str | None,
@@ -83,18 +89,24 @@ def serve_command(
     workers: int,
     no_migrate: bool,
     no_worker: bool,
+    reload: bool,
 ) -> None:
     """Serve the app over HTTP, and run its jobs and cron schedules."""
     from .runtime import resolve_dsn
 
+    if reload and workers > 1:
+        raise click.UsageError(
+            "--reload runs one process (it is for development): drop --workers or --reload"
+        )
     with user_errors():
-        config, _ = _load(config_file)  # fail before starting anything
+        config, _ = _load(config_file, sys.stdout)  # fail before starting anything
         options = ServeOptions(
             host=host or config.server.host,
             port=config.server.port if port is None else port,
             workers=workers,
             migrate_app=not no_migrate,
             jobs=not no_worker,
+            reload=reload,
         )
         check_secrets(config, options.host)
         sys.exit(serve(config, resolve_dsn(config), options))
@@ -115,7 +127,7 @@ def worker_command(config_file: Path, workers: int, no_migrate: bool) -> None:
     from .runtime import resolve_dsn
 
     with user_errors():
-        config, _ = _load(config_file)
+        config, _ = _load(config_file, sys.stdout)
         options = ServeOptions(
             host=config.server.host,
             port=config.server.port,
@@ -152,6 +164,17 @@ def routes_command(config_file: Path) -> None:
         click.echo(
             "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
         )
+
+
+@main.command("openapi")
+@config_argument
+def openapi_command(config_file: Path) -> None:
+    """Print the OpenAPI 3.1 document of every HTTP route, as GET /openapi.json serves it."""
+    from .openapi import build_openapi
+
+    with user_errors():
+        config, registry = _load(config_file)
+    click.echo(dumps_pretty(build_openapi(registry, config)))
 
 
 @main.command("call")

@@ -159,6 +159,26 @@ class LoggingConfig:
     format: str = "pretty"
 
 
+DEFAULT_REDACT_KEYS = ("password", "token", "secret", "authorization", "api_key")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunsConfig:
+    enabled: bool = True  # record every run and its log lines
+    retention_days: int = 30
+    redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
+    buffer_size: int = 10_000  # runs (and as many log lines) held while the database is slow
+    flush_interval_seconds: float = 0.2
+    batch_size: int = 500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    enabled: bool = True
+    # Who may scrape GET /metrics: the socket peer's address must be in one of these.
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DashboardConfig:
     enabled: bool = True
@@ -186,6 +206,8 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    runs: RunsConfig = field(default_factory=RunsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Sections whose features land later are kept as validated mappings.
     sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     lines: Mapping[JsonPath, int] = field(default_factory=dict, repr=False, compare=False)
@@ -384,13 +406,13 @@ def _mail_config(raw: Mapping[str, Any]) -> MailConfig:
 def _semantic_problems(data: dict[str, Any], doc: SourceDoc) -> list[Problem]:
     """What the config schema cannot say: address syntax, min ≤ max."""
     problems = []
-    for index, entry in enumerate(data.get("server", {}).get("trusted_proxies", [])):
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            path = ("server", "trusted_proxies", index)
-            message = f"server.trusted_proxies: {entry!r} is not an address or CIDR range"
-            problems.append(doc.problem(path, message))
+    for section, key in (("server", "trusted_proxies"), ("metrics", "allow")):
+        for index, entry in enumerate(data.get(section, {}).get(key, [])):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                message = f"{section}.{key}: {entry!r} is not an address or CIDR range"
+                problems.append(doc.problem((section, key, index), message))
     storage = data.get("storage", {})
     if storage.get("backend") == "s3":
         missing = [
@@ -448,6 +470,8 @@ def _build(
         "scheduler",
         "logging",
         "dashboard",
+        "runs",
+        "metrics",
     }
     return Config(
         app=data["app"],
@@ -472,6 +496,8 @@ def _build(
         ),
         logging=LoggingConfig(**data.get("logging", {})),
         dashboard=DashboardConfig(**data.get("dashboard", {})),
+        runs=_runs_config(data.get("runs", {})),
+        metrics=_metrics_config(data.get("metrics", {})),
         kv=KVConfig(**data.get("kv", {})),
         storage=StorageConfig(**data.get("storage", {})),
         mail=_mail_config(data.get("mail", {})),
@@ -480,6 +506,18 @@ def _build(
         sections={k: v for k, v in data.items() if k not in typed and isinstance(v, dict)},
         lines=lines,
     )
+
+
+def _metrics_config(raw: Mapping[str, Any]) -> MetricsConfig:
+    if "allow" in raw:
+        raw = {**raw, "allow": tuple(raw["allow"])}
+    return MetricsConfig(**raw)
+
+
+def _runs_config(raw: Mapping[str, Any]) -> RunsConfig:
+    if "redact_keys" in raw:
+        raw = {**raw, "redact_keys": tuple(raw["redact_keys"])}
+    return RunsConfig(**raw)
 
 
 # --- auth.jwt: keys and algorithms --------------------------------------------------

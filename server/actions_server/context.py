@@ -7,17 +7,24 @@ connection until used, and `logger` is made on first access.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import redaction
 from .auth import AuthContext
 from .db.session import DbSession
 from .kv import KV
 from .mail.message import Mail
 from .queue.facades import EventBuffer, Events, Queue
+from .redaction import Redactor
 from .registry import Registry
+from .runs.recorder import LogEntry
 from .services import Services
 from .storage import Storage
+
+if TYPE_CHECKING:
+    from .runs.recorder import RunRecorder
 
 _action_log = logging.getLogger("actions_server.action")
 
@@ -39,11 +46,23 @@ class RunInfo(NamedTuple):
 
 
 class RunLogger:
-    """`ctx.logger`: structured log lines tagged with the action and trace id."""
+    """`ctx.logger`: structured log lines tagged with the action and trace id.
 
-    __slots__ = ("_extra",)
+    Each line goes to the process log and is stored with its run; fields under
+    sensitive keys (`runs.redact_keys`) are redacted for both.
+    """
 
-    def __init__(self, run: RunInfo) -> None:
+    __slots__ = ("_extra", "_recorder", "_redactor", "_run_id")
+
+    def __init__(
+        self,
+        run: RunInfo,
+        recorder: RunRecorder | None = None,
+        redactor: Redactor = redaction.DEFAULT,
+    ) -> None:
+        self._run_id = run.id
+        self._recorder = recorder
+        self._redactor = redactor
         self._extra = {
             "action": run.action,
             "trace_id": run.trace_id,
@@ -55,9 +74,24 @@ class RunLogger:
     def _log(
         self, level: int, message: str, fields: dict[str, Any], exc_info: bool = False
     ) -> None:
-        if _action_log.isEnabledFor(level):
+        recorder = self._recorder
+        printed = _action_log.isEnabledFor(level)
+        stored = recorder is not None and level >= recorder.min_level
+        if fields and (printed or stored):
+            fields = self._redactor.redact(fields)
+        if printed:
             _action_log.log(
                 level, message, extra={**self._extra, "fields": fields}, exc_info=exc_info
+            )
+        if stored and recorder is not None:
+            recorder.add_log(
+                LogEntry(
+                    self._run_id,
+                    time.time(),
+                    logging.getLevelName(level).lower(),
+                    str(message),
+                    fields,
+                )
             )
 
     def debug(self, message: str, **fields: Any) -> None:
@@ -87,6 +121,8 @@ class Context:
         "_kv",
         "_logger",
         "_queue",
+        "_recorder",
+        "_redactor",
         "_registry",
         "_services",
         "auth",
@@ -102,12 +138,16 @@ class Context:
         auth: AuthContext,
         registry: Registry,
         services: Services,
+        recorder: RunRecorder | None = None,
+        redactor: Redactor = redaction.DEFAULT,
     ) -> None:
         self.db = db
         self.run = run
         self.auth = auth
         self._registry = registry
         self._services = services
+        self._recorder = recorder
+        self._redactor = redactor
         self._logger: RunLogger | None = None
         self._queue: Queue | None = None
         self._events: EventBuffer | None = None
@@ -131,7 +171,7 @@ class Context:
     @property
     def logger(self) -> RunLogger:
         if self._logger is None:
-            self._logger = RunLogger(self.run)
+            self._logger = RunLogger(self.run, self._recorder, self._redactor)
         return self._logger
 
     @property

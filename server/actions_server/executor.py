@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from . import metrics, redaction
 from .auth import Auth, AuthContext
 from .context import Context, RunInfo
 from .db.errors import connection_lost, map_database_error
@@ -31,10 +32,15 @@ from .errors import ActionError, ActionTimeout, DatabaseUnavailable, InternalErr
 from .guards import NOBODY, Caller, Guard, GuardCall, GuardFactory
 from .jsonutil import dumps
 from .manifests.model import ActionSpec
+from .redaction import Redactor
 from .registry import Registry
+from .runs.recorder import RunEntry, RunRecorder, error_record
 from .services import Services
 
 log = logging.getLogger("actions_server.executor")
+
+# A run stopped from outside (shutdown, a cancelled request): recorded as such.
+_CANCELLED = {"code": "cancelled", "message": "the run was cancelled", "status": 503}
 
 # Marks a job done inside the run's transaction (see Executor.run).
 Completion = Callable[[DbSession], Awaitable[None]]
@@ -51,16 +57,27 @@ def new_trace_id() -> str:
     return f"{_random_bits(128):032x}"
 
 
-_RAND_B_MASK = (1 << 62) - 1
+_last_ms = 0
+_sequence = 0  # the 12-bit rand_a field, counting up within one millisecond
 
 
 def new_run_id() -> str:
-    """A UUIDv7: time-ordered, so runs written to an index stay close together."""
+    """A UUIDv7: time-ordered, so runs written to an index stay close together.
+
+    Within a millisecond the 12-bit `rand_a` field is a counter that starts at a
+    random value below 2048 (RFC 9562, method 1), so one process's ids sort in
+    the order its runs started: the dashboard lists runs by id.
+    """
+    global _last_ms, _sequence
     unix_ms = time.time_ns() // 1_000_000
-    rand = _random_bits(74)
-    value = (
-        (unix_ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & _RAND_B_MASK)
-    )
+    if unix_ms > _last_ms:
+        _last_ms, _sequence = unix_ms, _random_bits(11)
+    else:  # the same millisecond, or the clock stepped back: keep counting up
+        _sequence += 1
+        if _sequence > 0xFFF:
+            _last_ms, _sequence = _last_ms + 1, _random_bits(11)
+        unix_ms = _last_ms
+    value = (unix_ms << 80) | (0x7 << 76) | (_sequence << 64) | (0b10 << 62) | (_random_bits(62))
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
@@ -77,10 +94,14 @@ class Executor:
         services: Services,
         *,
         role: str | None = None,
+        recorder: RunRecorder | None = None,
+        redactor: Redactor = redaction.DEFAULT,
     ) -> None:
         self.database = database
         self.auth = auth
         self.services = services
+        self.recorder = recorder
+        self.redactor = redactor
         self.guard_factory = guards
         self.role = role
         self._guards: dict[str, tuple[ActionSpec, tuple[Guard, ...]]] = {}
@@ -141,8 +162,11 @@ class Executor:
             auth=AuthContext(self.auth, principal),
             registry=self.registry,
             services=self.services,
+            recorder=self.recorder,
+            redactor=self.redactor,
         )
         completed = False
+        started = time.perf_counter()
         try:
             if action.timeout_seconds is None and not action.guards and action.input is None:
                 output = await action.handler(payload, ctx)  # nothing to check first
@@ -168,16 +192,54 @@ class Executor:
         except BaseException as exc:
             await self._abandon(session, run)
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                self._record(run, ctx.auth, payload, None, _CANCELLED, started)
                 raise
-            raise self._translate(exc, run) from exc
+            error = self._translate(exc, run)
+            self._record(run, ctx.auth, payload, None, error_record(error, exc), started)
+            raise error from exc
         if session.used:
             try:
                 await session.finish(commit=True)
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                self._record(run, ctx.auth, payload, None, _CANCELLED, started)
                 raise
             except BaseException as exc:
-                raise self._translate(exc, run) from exc
+                error = self._translate(exc, run)
+                self._record(run, ctx.auth, payload, None, error_record(error, exc), started)
+                raise error from exc
+        self._record(run, ctx.auth, payload, output, None, started)
         return Result(output, body, completed)
+
+    def _record(
+        self,
+        run: RunInfo,
+        auth: AuthContext,
+        payload: Any,
+        output: Any,
+        error: dict[str, Any] | None,
+        started: float,
+    ) -> None:
+        if error is None:
+            metrics.observe_run(run.action, run.trigger, "ok")
+        else:
+            metrics.observe_run(
+                run.action, run.trigger, "rejected" if error["status"] < 500 else "error"
+            )
+        recorder = self.recorder
+        if recorder is not None:
+            ended = time.perf_counter()
+            recorder.add_run(
+                RunEntry(
+                    run,
+                    auth.user_id,
+                    auth.org_id,
+                    payload,
+                    output,
+                    error,
+                    time.time(),
+                    ended - started,
+                )
+            )
 
     async def _guarded(self, action: ActionSpec, payload: Any, ctx: Context, caller: Caller) -> Any:
         guards = self.guards_of(action)

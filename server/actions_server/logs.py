@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from .jsonutil import dumps
 
@@ -45,7 +45,9 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, keys, exception."""
+    """One JSON object per line: time, level, logger, message, the context keys, the
+    free fields under `fields` (so that a field named `level` cannot hide the level),
+    and the exception."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -55,7 +57,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update(record_fields(record))
+        for key in CONTEXT_KEYS:
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
+        fields = getattr(record, "fields", None)
+        if fields:
+            entry["fields"] = fields
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return dumps(entry).decode()
@@ -88,13 +96,21 @@ def _short(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def configure_logging(level: str = "info", fmt: str = "pretty") -> None:
-    """Send every actions-server (and handler) log line to stderr in `fmt`."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(
+    level: str = "info", fmt: str = "pretty", stream: TextIO | None = None
+) -> None:
+    """Send every actions-server (and handler) log line to `stream` in `fmt`.
+
+    `serve` and `worker` log to stdout, where process managers and container
+    runtimes collect it; one-shot commands (`call`, `openapi`, `jobs list`...)
+    log to stderr (the default), keeping their stdout for their output.
+    """
+    stream = sys.stderr if stream is None else stream
+    handler = logging.StreamHandler(stream)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(PrettyFormatter(colour=sys.stderr.isatty()))
+        handler.setFormatter(PrettyFormatter(colour=stream.isatty()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS.get(level, logging.INFO))
@@ -102,3 +118,5 @@ def configure_logging(level: str = "info", fmt: str = "pretty") -> None:
     logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
     # APScheduler narrates every job it adds and runs; our own lines say what matters.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # pgserver logs every pg_ctl command line it runs, with its whole output.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)

@@ -3,8 +3,9 @@
 Prunes finished jobs and events past `queue.retention_days` (dead jobs past
 `queue.dead_retention_days`), cron ticks past twice the longer of the two (a
 tick must outlive any job it created, or it could run again), and expired KV
-rows (which reads already ignore), rate-limit counters among them. The
-scheduler runs it in the instance that wins the tick.
+rows (which reads already ignore), rate-limit counters among them, and runs
+with their log lines past `runs.retention_days`. The scheduler runs it in the
+instance that wins the tick.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from .config import Config
 from .db.pool import Connection
 from .queue import store
+from .runs import store as runs_store
 
 log = logging.getLogger("actions_server.maintenance")
 
@@ -25,5 +27,6 @@ async def run_maintenance(conn: Connection, config: Config) -> dict[str, int]:
     pruned = await store.prune(
         conn, keep_days=config.queue.retention_days, keep_dead_days=config.queue.dead_retention_days
     )
+    pruned.update(await runs_store.prune(conn, keep_days=config.runs.retention_days))
     log.info("maintenance: pruned %s", ", ".join(f"{n} {what}" for what, n in pruned.items()))
     return pruned

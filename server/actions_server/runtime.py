@@ -7,6 +7,7 @@ reverse order, whether it serves HTTP, runs `call`, or anything else.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from .db.migrate import apply_migrations
 from .db.pool import Database
 from .executor import Executor
 from .guards import GuardFactory
+from .redaction import Redactor
 from .registry import Registry
+from .runs.recorder import RunRecorder
 from .services import open_services
 
 
@@ -67,8 +70,23 @@ async def open_runtime(
         stack.push_async_callback(database.close)
         services = await open_services(config, database, stack)
         guards = GuardFactory(services.detached_kv, config.auth.orgs, config.root)
+        redactor = Redactor(config.runs.redact_keys)
+        recorder = None
+        if config.runs.enabled:
+            level = logging.getLevelName(config.logging.level.upper())
+            recorder = RunRecorder(dsn, config.runs, redactor, min_level=level)
+            recorder.start()
+            # Closed before the pool (LIFO): the last runs are flushed first.
+            stack.push_async_callback(recorder.close)
         executor = Executor(
-            database, Auth(config.auth), guards, registry, services, role=config.database.role
+            database,
+            Auth(config.auth),
+            guards,
+            registry,
+            services,
+            role=config.database.role,
+            recorder=recorder,
+            redactor=redactor,
         )
         yield Runtime(
             config=config, registry=registry, database=database, executor=executor, dsn=dsn

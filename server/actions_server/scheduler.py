@@ -19,6 +19,7 @@ import datetime
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -82,12 +83,7 @@ class Scheduler:
         self.misfires = 0
         self.ticks = 0
         self._scheduler: AsyncIOScheduler | None = None
-        # Schedules pinned to an hour, by name → their time zone (see _repeated_wall_time).
-        self._fixed_hour: dict[str, ZoneInfo] = {
-            s.action.name: ZoneInfo(s.trigger.timezone)
-            for s in registry.schedules
-            if pins_hour(s.trigger.expression)
-        }
+        self._table = cron_table(registry)
 
     def start(self) -> None:
         grace = self.config.scheduler.misfire_grace_seconds
@@ -97,15 +93,36 @@ class Scheduler:
             job_defaults={"coalesce": True, "max_instances": 1000, "misfire_grace_time": None},
             timezone=self.config.scheduler.timezone,
         )
-        for schedule in self.registry.schedules:
-            trigger = parse_cron(schedule.trigger.expression, schedule.trigger.timezone)
-            scheduler.add_job(
-                _placeholder, trigger, id=schedule.action.name, name=schedule.action.name
-            )
+        for job_id, cron in self._table.items():
+            trigger = parse_cron(cron.expression, cron.timezone)
+            scheduler.add_job(_placeholder, trigger, id=job_id, name=cron.action)
         scheduler.add_job(_placeholder, parse_cron(MAINTENANCE_CRON, "UTC"), id=MAINTENANCE_TICK)
         scheduler.start()
         self._scheduler = scheduler
         log.info("scheduler started with %d cron schedules", len(self.registry.schedules))
+
+    def use_registry(self, registry: Registry) -> None:
+        """Fire `registry`'s cron schedules from now on (a reload swapped the registry).
+
+        A schedule whose expression and time zone did not change keeps its APScheduler
+        job and so its next fire time: a reload neither loses nor repeats its tick. A
+        changed one is rescheduled from now, a new one added, a removed one dropped.
+        Ticks already handed to `_fire` look their action up in the new registry.
+        """
+        before, after = self._table, cron_table(registry)
+        self.registry, self._table = registry, after
+        if self._scheduler is None:
+            return
+        for job_id in before.keys() - after.keys():
+            self._scheduler.remove_job(job_id)
+        for job_id, cron in after.items():
+            old = before.get(job_id)
+            if old is None:
+                trigger = parse_cron(cron.expression, cron.timezone)
+                self._scheduler.add_job(_placeholder, trigger, id=job_id, name=cron.action)
+            elif (old.expression, old.timezone) != (cron.expression, cron.timezone):
+                trigger = parse_cron(cron.expression, cron.timezone)
+                self._scheduler.reschedule_job(job_id, trigger=trigger)
 
     def stop(self) -> None:
         if self._scheduler is not None:
@@ -117,10 +134,12 @@ class Scheduler:
             return {}
         return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
 
-    async def _fire(self, name: str, fire_time: datetime.datetime) -> None:
+    async def _fire(self, job_id: str, fire_time: datetime.datetime) -> None:
         """Enqueue the tick; while the database refuses, try again until the grace runs out."""
-        if self._repeated_wall_time(name, fire_time):
+        cron = self._table.get(job_id)
+        if cron is not None and cron.pins_hour and repeats_wall_time(fire_time, cron.zone):
             return
+        name = cron.action if cron is not None else job_id
         grace = datetime.timedelta(seconds=self.config.scheduler.misfire_grace_seconds)
         pause = 0.5
         while True:
@@ -133,7 +152,7 @@ class Scheduler:
                     log.error(
                         "cannot enqueue the %s tick of %s: %s", fire_time.isoformat(), name, exc
                     )
-                    await self._misfire(name, fire_time)
+                    await self._record_misfire(name, fire_time)
                     return
                 if not isinstance(exc, DB_ERRORS):
                     log.exception("cron tick of %s failed; trying again", name)
@@ -160,21 +179,16 @@ class Scheduler:
             self.ticks += 1
             log.debug("cron %s fired for %s (job %s)", name, fire_time.isoformat(), job_id)
 
-    def _repeated_wall_time(self, name: str, fire_time: datetime.datetime) -> bool:
-        """Whether this is the second pass of a fixed-hour schedule through a repeated hour.
-
-        When clocks go back, 01:30 happens twice; cron runs a job pinned to that
-        hour once (and an hourly or finer one on both passes), and so do we.
-        """
-        zone = self._fixed_hour.get(name)
-        return zone is not None and repeats_wall_time(fire_time, zone)
-
     async def _maintain(self, conn: Any, fire_time: datetime.datetime) -> None:
         won = await store.claim_tick(conn, MAINTENANCE_TICK, fire_time)
         if won:
             await run_maintenance(conn, self.config)
 
-    async def _misfire(self, name: str, fire_time: datetime.datetime) -> None:
+    async def _misfire(self, job_id: str, fire_time: datetime.datetime) -> None:
+        cron = self._table.get(job_id)
+        await self._record_misfire(cron.action if cron is not None else job_id, fire_time)
+
+    async def _record_misfire(self, name: str, fire_time: datetime.datetime) -> None:
         self.misfires += 1
         log.warning(
             "skipped the %s tick of %s: missed by more than the grace", fire_time.isoformat(), name
@@ -187,6 +201,37 @@ class Scheduler:
 
     def _connection(self) -> AbstractAsyncContextManager[Connection]:
         return self.database.side_pool.connection(timeout=self.database.acquire_timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class CronJob:
+    action: str
+    expression: str
+    timezone: str
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def pins_hour(self) -> bool:
+        """When clocks go back, 01:30 happens twice; cron runs a job pinned to that hour
+        once (an hourly or finer one on both passes), and so do we (see _fire)."""
+        return pins_hour(self.expression)
+
+
+def cron_table(registry: Registry) -> dict[str, CronJob]:
+    """APScheduler job id → schedule: `action#n` for the action's n-th cron trigger.
+
+    An action may have several cron triggers; ticks are still unique per action and
+    fire time, so two triggers that fire at the same moment run the action once.
+    """
+    table: dict[str, CronJob] = {}
+    for schedule in registry.schedules:
+        name = schedule.action.name
+        n = sum(1 for job in table.values() if job.action == name)
+        table[f"{name}#{n}"] = CronJob(name, schedule.trigger.expression, schedule.trigger.timezone)
+    return table
 
 
 def _placeholder() -> None:  # pragma: no cover - _TickExecutor never calls job functions

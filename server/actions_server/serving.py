@@ -7,6 +7,10 @@ serve; the parent forwards SIGTERM/SIGINT and exits when they have.
 
 Shutdown (SIGTERM or SIGINT): stop accepting, let in-flight requests finish
 within `server.shutdown_grace_seconds`, close the pool, exit 0.
+
+With `--reload` (development, one process) a Reloader (reload.py) watches the
+app's files and swaps each valid change into the running HTTP front, executor
+and scheduler.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ import ipaddress
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
+import sys
+import tempfile
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +35,9 @@ from aiohttp import web
 
 from .config import Config, load_config
 from .errors import ActionsServerError
-from .http.app import create_server
+from .http.app import HttpFront, create_server
 from .logs import configure_logging
+from .metrics import SHARED_DIR_ENV, share_last, share_while_running
 from .queue.worker import Worker
 from .registry import load_registry
 from .runtime import Runtime, open_runtime
@@ -46,6 +54,7 @@ class ServeOptions:
     migrate_app: bool = True
     http: bool = True  # False: `actions-server worker`
     jobs: bool = True  # the worker and the scheduler; False: `serve --no-worker`
+    reload: bool = False  # `serve --reload`: swap in the app's changes (one process only)
 
 
 def run_loop(main: Coroutine[Any, Any, Any]) -> Any:
@@ -75,12 +84,18 @@ async def serve_forever(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        runner = await _start_http(runtime, options) if http else None
+        runner, front = await _start_http(runtime, options) if http else (None, None)
         worker = Worker(runtime.executor, runtime.database, config.queue, dsn=dsn) if jobs else None
         scheduler = Scheduler(config, registry, runtime.database) if jobs else None
         working = asyncio.create_task(worker.run(stop)) if worker else None
         if scheduler:
             scheduler.start()
+        sharing = asyncio.create_task(share_while_running(stop))
+        reloading = None
+        if options.reload:
+            from .reload import Reloader  # watchfiles is loaded only when asked for
+
+            reloading = asyncio.create_task(Reloader(runtime, front, scheduler).watch(stop))
         try:
             await stop.wait()
             log.info("shutting down: finishing in-flight requests and jobs")
@@ -91,13 +106,16 @@ async def serve_forever(
             await asyncio.gather(
                 runner.cleanup() if runner else asyncio.sleep(0),
                 working if working else asyncio.sleep(0),
+                reloading if reloading else asyncio.sleep(0),
             )
+            await sharing
+            share_last()
 
 
-async def _start_http(runtime: Runtime, options: ServeOptions) -> web.BaseRunner:
+async def _start_http(runtime: Runtime, options: ServeOptions) -> tuple[web.BaseRunner, HttpFront]:
     config = runtime.config
     access_log = logging.getLogger("actions_server.access") if config.server.access_log else None
-    server, _ = create_server(runtime, access_log=access_log)
+    server, front = create_server(runtime, access_log=access_log)
     runner = web.ServerRunner(
         server, handle_signals=False, shutdown_timeout=config.server.shutdown_grace_seconds
     )
@@ -113,7 +131,7 @@ async def _start_http(runtime: Runtime, options: ServeOptions) -> web.BaseRunner
         len(registry.actions),
         len(registry.routes),
     )
-    return runner
+    return runner, front
 
 
 def bound_port(runner: web.BaseRunner) -> int | None:
@@ -157,6 +175,9 @@ def serve(config: Config, dsn: str, options: ServeOptions) -> int:
     run_loop(apply_migrations(dsn, folder, run_role=config.database.role))
     port = options.port or _free_port(options.host)
     child_options = dataclasses.replace(options, port=port, migrate_app=False)
+    # Each worker writes its metrics to a file here; a scrape of any one adds them up.
+    metrics_dir = tempfile.mkdtemp(prefix="actions-server-metrics-")
+    os.environ[SHARED_DIR_ENV] = metrics_dir
     context = multiprocessing.get_context("spawn")
     children = [
         context.Process(
@@ -180,6 +201,7 @@ def serve(config: Config, dsn: str, options: ServeOptions) -> int:
     log.info("started %d worker processes on port %d", len(children), port)
     for child in children:
         child.join()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     failed = [c.name for c in children if c.exitcode not in (0, None)]
     if failed:
         log.error("worker processes exited with errors: %s", ", ".join(failed))
@@ -189,7 +211,7 @@ def serve(config: Config, dsn: str, options: ServeOptions) -> int:
 
 def _child_main(config_file: str, dsn: str, options: ServeOptions) -> None:
     config = load_config(config_file)
-    configure_logging(config.logging.level, config.logging.format)
+    configure_logging(config.logging.level, config.logging.format, sys.stdout)
     run_loop(
         serve_forever(config, dsn, options, migrate=False, http=options.http, jobs=options.jobs)
     )

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
+from . import redaction
 from .coercion import ObjectPlan, object_plan, resolve_local_ref
 from .errors import ErrorDetail
 from .jsonutil import dumps
@@ -102,12 +103,9 @@ def _details(error: jsonschema_rs.ValidationError) -> list[ErrorDetail]:
     return [ErrorDetail(json_pointer(path), message)]
 
 
-SENSITIVE = ("password", "secret", "token", "authorization", "api_key", "apikey")
-
-
 def is_sensitive(path: Iterable[str | int]) -> bool:
     """Whether a value at `path` must never be echoed (a password, a token, ...)."""
-    return any(isinstance(p, str) and any(word in p.lower() for word in SENSITIVE) for p in path)
+    return redaction.DEFAULT.path_is_sensitive(path)
 
 
 def _without_value(message: str, instance: Any) -> str:

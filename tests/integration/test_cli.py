@@ -215,7 +215,7 @@ def test_a_failing_migration_names_file_and_line_and_applies_nothing(
 
 @pytest.fixture
 def example_copy(tmp_path: Path) -> Path:
-    for name in ("actions", "schemas", "migrations"):
+    for name in ("actions", "schemas", "migrations", "templates"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     return tmp_path

@@ -41,13 +41,31 @@ def http(
 class Served:
     """A `python -m actions_server.cli ...` process whose output goes to a log file."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        log: Path,
+        *,
+        stderr_log: Path | None = None,
+    ) -> None:
+        """Stdout goes to `log`, and so does stderr unless `stderr_log` is given."""
         self.log = log
         self.terminated = False
         with log.open("w") as out:
-            self.process = subprocess.Popen(
-                [*CLI, *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+            errors = stderr_log.open("w") if stderr_log else None
+            try:
+                self.process = subprocess.Popen(
+                    [*CLI, *args],
+                    cwd=cwd,
+                    env=env,
+                    stdout=out,
+                    stderr=errors or subprocess.STDOUT,
+                )
+            finally:
+                if errors is not None:
+                    errors.close()
 
     def output(self) -> str:
         return self.log.read_text()

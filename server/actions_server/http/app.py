@@ -12,25 +12,30 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
+from .. import metrics
 from ..auth import AuthContext
+from ..dashboard.views import Dashboard
 from ..errors import ActionError, Forbidden, InternalError, MethodNotAllowed
 from ..executor import new_trace_id
 from ..guards import identity_denial
 from ..jsonutil import dumps
+from ..queue import store as queue_store
 from ..registry import Registry
 from ..runtime import Runtime
 from ..storage import check_key
 from ..storage.signing import ROUTE as STORAGE_ROUTE
 from ..storage.signing import verify
-from .caller import caller_of, parse_networks
+from .caller import Network, caller_of, in_networks, parse_networks
 from .errors import error_json
 from .inputs import BodyLimits, read_input
+from .reference import ApiReference
 from .routes import Router, normalize_path
 from .uploads import close_files
 
@@ -59,6 +64,12 @@ class HttpFront:
         self.needs_client_ip = needs_client_ip(runtime.registry)
         self.needs_identity = needs_identity(runtime.registry)
         self.builtins: dict[str, Endpoint] = {"/healthz": self.healthz, "/readyz": self.readyz}
+        self.reference = ApiReference(runtime.config, runtime.registry)
+        self.builtins.update(self.reference.endpoints)  # /openapi.json, /docs
+        if runtime.config.metrics.enabled:
+            self.builtins["/metrics"] = self.metrics
+        self.metrics_allowed = parse_networks(runtime.config.metrics.allow)
+        self.dashboard = Dashboard(runtime) if runtime.config.dashboard.enabled else None
         self.verifier = runtime.executor.auth.verifier
         self.local_storage = runtime.executor.services.local_storage
         self.trusted_proxies = parse_networks(runtime.config.server.trusted_proxies)
@@ -70,11 +81,13 @@ class HttpFront:
             needs_client_ip(registry),
             needs_identity(registry),
         )
+        self.reference.use_registry(registry)
         self.runtime.executor.use_registry(registry)
         self.runtime.registry = registry
         self.router, self.needs_client_ip, self.needs_identity = router, with_ip, identity
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        started = time.perf_counter()
         incoming = request.headers.get(TRACE_HEADER)
         trace_id = incoming if incoming and _TRACE_ID.match(incoming) else new_trace_id()
         # rel_url, not raw_path: an absolute-form target (GET http://host/x) has a path too.
@@ -82,13 +95,25 @@ class HttpFront:
         builtin = self.builtins.get(path)
         if builtin is None and path.startswith(STORAGE_ROUTE) and self.local_storage is not None:
             builtin = self.signed_download
+        if builtin is None and self.dashboard is not None and self.dashboard.owns(path):
+            if request.method not in ("GET", "HEAD", "POST"):
+                return error_response(MethodNotAllowed({"GET", "HEAD", "POST"}), trace_id)
+            try:
+                response = await self.dashboard.handle(request, path)
+            except Exception:
+                log.exception("dashboard page failed", extra={"trace_id": trace_id})
+                return error_response(InternalError(), trace_id)
+            response.headers[TRACE_HEADER] = trace_id
+            return response
         if builtin is not None:
             if request.method in ("GET", "HEAD"):
                 return await builtin(request, trace_id)
             return error_response(MethodNotAllowed({"GET", "HEAD"}), trace_id)
+        action_name = metrics.UNMATCHED
         try:
             route, params = self.router.match(request.method, path)
             action = route.action
+            action_name = action.name
             with_ip = action.name in self.needs_client_ip
             caller = caller_of(request, self.verifier, self.trusted_proxies, with_ip=with_ip)
             if action.name in self.needs_identity and not caller.principal.is_authenticated:
@@ -105,15 +130,19 @@ class HttpFront:
             finally:
                 close_files(payload)
         except ActionError as exc:
-            return error_response(exc, trace_id)
+            response = error_response(exc, trace_id)
         except Exception:
             log.exception("request failed outside the executor", extra={"trace_id": trace_id})
-            return error_response(InternalError(), trace_id)
-        if result.output is None:
-            status = 204 if route.status == 200 else route.status
-            return web.Response(status=status, headers={TRACE_HEADER: trace_id})
-        headers = {"Content-Type": _JSON, TRACE_HEADER: trace_id}
-        return web.Response(body=result.json, status=route.status, headers=headers)
+            response = error_response(InternalError(), trace_id)
+        else:
+            if result.output is None:
+                status = 204 if route.status == 200 else route.status
+                response = web.Response(status=status, headers={TRACE_HEADER: trace_id})
+            else:
+                headers = {"Content-Type": _JSON, TRACE_HEADER: trace_id}
+                response = web.Response(body=result.json, status=route.status, headers=headers)
+        metrics.observe_request(action_name, response.status, time.perf_counter() - started)
+        return response
 
     async def signed_download(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
         """A local object, for the holder of a URL from `ctx.storage.get_url`."""
@@ -137,6 +166,20 @@ class HttpFront:
             headers["Content-Disposition"] = info.content_disposition
         return web.FileResponse(storage.path_of(key), headers=headers)
 
+    async def metrics(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
+        """Prometheus text, for scrapers on an allowed network (`metrics.allow`)."""
+        if not scraper_allowed(request, self.metrics_allowed):
+            return error_response(Forbidden("metrics are not served to this address"), trace_id)
+        try:
+            depths = await jobs_by_state(self.runtime)
+        except Exception as exc:  # the process's own series are still worth serving
+            log.warning("metrics: cannot count jobs: %s", exc)
+            depths = {}
+        body = metrics.exposition(depths)
+        return web.Response(
+            body=body, headers={"Content-Type": metrics.CONTENT_TYPE, TRACE_HEADER: trace_id}
+        )
+
     async def healthz(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
         return json_response({"status": "ok"}, 200, trace_id)
 
@@ -144,6 +187,27 @@ class HttpFront:
         if await self.runtime.database.ping():
             return json_response({"status": "ready"}, 200, trace_id)
         return json_response({"status": "database unavailable"}, 503, trace_id)
+
+
+def scraper_allowed(request: web.BaseRequest, allowed: Sequence[Network]) -> bool:
+    """Whether the socket peer is allowed and so is every client a proxy names.
+
+    Forwarding headers can only take access away: a request relayed by a proxy
+    on this host comes from loopback, but it is the outside client that asked.
+    """
+    if not in_networks(request.remote, allowed):
+        return False
+    headers = request.headers
+    if "Forwarded" in headers or "X-Real-IP" in headers:
+        return False  # the client is not in a form worth parsing here: refuse
+    hops = ",".join(headers.getall("X-Forwarded-For", ())).split(",")
+    return all(in_networks(hop.strip(), allowed) for hop in hops if hop.strip())
+
+
+async def jobs_by_state(runtime: Runtime) -> dict[str, float]:
+    database = runtime.database
+    async with database.side_pool.connection(timeout=database.acquire_timeout) as conn:
+        return {k: float(v) for k, v in (await queue_store.count_by_state(conn)).items()}
 
 
 def needs_client_ip(registry: Registry) -> frozenset[str]:

@@ -27,7 +27,10 @@ def parse_networks(entries: Sequence[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(e, strict=False) for e in entries)
 
 
-def _trusted(address: str, networks: Sequence[Network]) -> bool:
+def in_networks(address: str | None, networks: Sequence[Network]) -> bool:
+    """Whether `address` (an IP, as text) lies in one of `networks`."""
+    if address is None:
+        return False
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -45,11 +48,11 @@ def client_ip(
     trusted proxy was written by one; anything left of it the client could
     have sent. A hop that is not an address is never a rate-limit key.
     """
-    if not trusted or peer is None or forwarded_for is None or not _trusted(peer, trusted):
+    if not trusted or peer is None or forwarded_for is None or not in_networks(peer, trusted):
         return peer
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
     for hop in reversed(hops):
-        if not _trusted(hop, trusted):
+        if not in_networks(hop, trusted):
             return hop if _is_address(hop) else peer
     return peer
 

@@ -14,6 +14,7 @@ import tempfile
 from typing import IO, Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..coercion import ObjectPlan
 from ..errors import BadRequest, PayloadTooLarge
@@ -62,7 +63,10 @@ async def read_multipart(
     put: Any,
 ) -> dict[str, Any]:
     """The form's fields (coerced like a query string, through `put`) and its files."""
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except ValueError as exc:  # no boundary in the Content-Type
+        raise _malformed(exc) from None
     fields: dict[str, list[str]] = {}
     files: dict[str, UploadedFile] = {}
     try:
@@ -86,15 +90,25 @@ async def read_multipart(
                         f"form field {part.name!r} is larger than {MAX_FIELD_BYTES} bytes"
                     )
                 fields.setdefault(part.name, []).append(raw.decode(part.get_charset("utf-8")))
-    except BaseException:
+    except BaseException as exc:
         for uploaded in files.values():
             uploaded.close()
+        # A body that does not follow its boundary, a part with broken headers,
+        # a field that is not in its charset, or a charset Python does not know:
+        # the client's mistake.
+        if isinstance(exc, ValueError | LookupError | HttpProcessingError):
+            raise _malformed(exc) from None
         raise
     payload: dict[str, Any] = {}
     for name, values in fields.items():
         put(payload, plan, name, values)
     payload.update(files)
     return payload
+
+
+def _malformed(exc: Exception) -> BadRequest:
+    reason = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+    return BadRequest(f"the multipart body cannot be read: {reason}", code="malformed_body")
 
 
 async def _spool(part: BodyPartReader, limit: int) -> UploadedFile:

@@ -15,6 +15,7 @@ import datetime
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .. import metrics
 from ..errors import ActionsServerError
 from ..jsonutil import dumps
 from ..registry import Registry
@@ -100,6 +101,8 @@ class EventBuffer:
                 for action in registry.subscriptions.get(name, ())
             ]
             await store.enqueue(conn, deliveries)
+            if deliveries:
+                metrics.count_event_deliveries(name, len(deliveries))
 
 
 class Events:

@@ -179,3 +179,8 @@ SELECT min(run_at) AS due FROM actions_server.jobs WHERE status = 'queued';
 INSERT INTO actions_server.cron_ticks (action, fire_time) VALUES (%s, %s)
 ON CONFLICT DO NOTHING
 RETURNING action;
+
+-- name: count_by_state
+SELECT (SELECT count(*) FROM actions_server.jobs WHERE status = 'queued') AS queued,
+       (SELECT count(*) FROM actions_server.jobs WHERE status = 'running') AS running,
+       (SELECT count(*) FROM actions_server.jobs WHERE status = 'dead') AS dead;

@@ -258,6 +258,13 @@ async def cancel(conn: Connection, job_id: int) -> bool:
     return await cursor.fetchone() is not None
 
 
+async def count_by_state(conn: Connection) -> dict[str, int]:
+    """How many jobs are queued, running and dead (each count uses a partial index)."""
+    cursor = await conn.execute(Q["count_by_state"])
+    row = await cursor.fetchone()
+    return {k: int(v) for k, v in (row or {}).items()}
+
+
 async def status_of(conn: Connection, job_id: int) -> str | None:
     cursor = await conn.execute("SELECT status FROM actions_server.jobs WHERE id = %s", (job_id,))
     row = await cursor.fetchone()

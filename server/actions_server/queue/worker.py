@@ -36,6 +36,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import PoolTimeout
 
+from .. import metrics
 from ..auth import Principal
 from ..config import QueueConfig
 from ..db.pool import Connection, Database
@@ -176,6 +177,7 @@ class Worker:
     # --- running one job -------------------------------------------------------------
 
     def _start(self, row: dict[str, Any]) -> None:
+        metrics.observe_job_wait(max(0.0, time.time() - row["run_at"].timestamp()))
         claim = store.Claim(row["id"], row["claim"])
         self.running[claim] = asyncio.create_task(self._execute(row, claim), name=f"job-{claim[0]}")
 

@@ -1,0 +1,81 @@
+"""`GET /openapi.json` and `GET /docs`: the API reference of the registry being served.
+
+Both are built when a registry is put in service (at start and on every reload:
+a few milliseconds) and kept as the bytes every request gets. They belong to one
+registry and are swapped with it, so a reload never serves one registry's routes
+beside another's reference.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..config import Config
+from ..errors import InternalError
+from ..jsonutil import dumps
+from ..openapi import build_openapi, render_docs_page
+from ..registry import Registry
+from .errors import error_json
+
+OPENAPI_PATH = "/openapi.json"
+DOCS_PATH = "/docs"
+_TRACE_HEADER = "x-trace-id"
+
+log = logging.getLogger("actions_server.http")
+
+Endpoint = Callable[[web.BaseRequest, str], Awaitable[web.StreamResponse]]
+
+
+class _Reference:
+    """The reference of one registry, as the bytes each endpoint answers with."""
+
+    __slots__ = ("html", "json")
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.json = dumps(document)
+        self.html = render_docs_page(document).encode()
+
+
+class ApiReference:
+    """Answers the two reference endpoints for the registry most recently put in service."""
+
+    def __init__(self, config: Config, registry: Registry) -> None:
+        self.config = config
+        self._current = self._build(registry)
+
+    @property
+    def endpoints(self) -> dict[str, Endpoint]:
+        return {OPENAPI_PATH: self.openapi_json, DOCS_PATH: self.docs}
+
+    def use_registry(self, registry: Registry) -> None:
+        self._current = self._build(registry)
+
+    def _build(self, registry: Registry) -> _Reference | None:
+        # A bug in generating the reference must cost the reference, not the server.
+        try:
+            return _Reference(build_openapi(registry, self.config))
+        except Exception:
+            log.exception("cannot build the OpenAPI document")
+            return None
+
+    async def openapi_json(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
+        if self._current is None:
+            return _unavailable(trace_id)
+        headers = {"Content-Type": "application/json", _TRACE_HEADER: trace_id}
+        return web.Response(body=self._current.json, headers=headers)
+
+    async def docs(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
+        if self._current is None:
+            return _unavailable(trace_id)
+        headers = {"Content-Type": "text/html; charset=utf-8", _TRACE_HEADER: trace_id}
+        return web.Response(body=self._current.html, headers=headers)
+
+
+def _unavailable(trace_id: str) -> web.Response:
+    error = InternalError("the API reference could not be built; see the server log")
+    headers = {"Content-Type": "application/json", _TRACE_HEADER: trace_id}
+    return web.Response(body=error_json(error, trace_id), status=500, headers=headers)

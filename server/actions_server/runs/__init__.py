@@ -1,0 +1,1 @@
+"""Runs and their log lines: recorded off the request path, read by the dashboard."""
