@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import ipaddress
 import logging
 import multiprocessing
@@ -96,6 +97,7 @@ async def serve_forever(
             from .reload import Reloader  # watchfiles is loaded only when asked for
 
             reloading = asyncio.create_task(Reloader(runtime, front, scheduler).watch(stop))
+        settle_heap()
         try:
             await stop.wait()
             log.info("shutting down: finishing in-flight requests and jobs")
@@ -110,6 +112,20 @@ async def serve_forever(
             )
             await sharing
             share_last()
+
+
+def settle_heap() -> None:
+    """Move everything made at start-up out of the garbage collector's sight.
+
+    The registry, compiled schemas, templates and imported modules are hundreds
+    of thousands of objects that live as long as the process. Python's oldest
+    generation rescans them all on every full collection: under load that was a
+    40-50 ms pause every second or two, the whole p99 (25 ms against 3 ms
+    without). `gc.freeze` keeps them out of every later collection; they are
+    still freed by reference counting if they ever become garbage.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _start_http(runtime: Runtime, options: ServeOptions) -> tuple[web.BaseRunner, HttpFront]:

@@ -45,6 +45,7 @@ NULL = "\\N"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 T = TypeVar("T")
 SLICE = 50  # entries encoded between two turns of the event loop
+SLICE_CHARS = 256 * 1024  # ...or this much text, whichever comes first
 CLOSE_TIMEOUT_SECONDS = 5.0
 MAX_TRACEBACK = 8000
 
@@ -301,10 +302,21 @@ class RunRecorder:
 
 async def _write_in_slices(copy: Any, entries: list[T], line: Callable[[T], str]) -> None:
     """Encode and send `entries` a slice at a time, letting requests run in between:
-    a whole batch at once held the event loop for milliseconds (a p99 spike)."""
-    for start in range(0, len(entries), SLICE):
-        await copy.write("".join(map(line, entries[start : start + SLICE])).encode())
-        await asyncio.sleep(0)
+    a whole batch at once held the event loop for milliseconds (a p99 spike). A
+    slice ends after SLICE entries or SLICE_CHARS of text, whichever comes first,
+    so that runs with large inputs do not hold the loop either."""
+    chunk: list[str] = []
+    size = 0
+    for entry in entries:
+        text = line(entry)
+        chunk.append(text)
+        size += len(text)
+        if len(chunk) >= SLICE or size >= SLICE_CHARS:
+            await copy.write("".join(chunk).encode())
+            await asyncio.sleep(0)
+            chunk, size = [], 0
+    if chunk:
+        await copy.write("".join(chunk).encode())
 
 
 def _return_to_front(buffer: deque[T], batch: list[T], limit: int) -> int:
