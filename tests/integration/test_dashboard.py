@@ -159,6 +159,25 @@ async def test_every_page_renders(app: Client, empty_database: str) -> None:
     assert status == 400
 
 
+async def test_runs_are_filtered_by_a_time_range(app: Client, empty_database: str) -> None:
+    ops = operator(app)
+    await app.post("/start", json={"note": "hi"})
+    await eventually(lambda: query(empty_database, "SELECT 1 FROM actions_server.runs"))
+
+    async def listed(**times: str) -> int:
+        status, body, _ = await ops.get("/_dashboard/runs", params={"action": "d.start", **times})
+        assert status == 200, body
+        return str(body).count('class="run-link"')
+
+    assert await listed(**{"from": "2000-01-01T00:00"}) == 1
+    assert await listed(until="2000-01-01T00:00") == 0
+    assert await listed(**{"from": "9999-12-31T23:59"}) == 0
+    assert await listed(**{"from": "0001-01-01T00:00", "until": "9999-12-31T23:59"}) == 1
+    status, body, _ = await ops.get("/_dashboard/runs", params={"until": "yesterday"})
+    assert status == 400
+    assert "date and time" in body
+
+
 async def test_a_run_page_shows_its_log_redacted_and_the_runs_it_caused(
     app: Client, empty_database: str
 ) -> None:

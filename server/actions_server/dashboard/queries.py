@@ -37,10 +37,14 @@ async def runs(
     trigger: str | None = None,
     trace_id: str | None = None,
     since: float | None = None,
+    until: float | None = None,
     before: uuid.UUID | None = None,
     limit: int = PAGE,
 ) -> list[Row]:
-    """Runs newest first; `before` is the last id of the previous page."""
+    """Runs newest first, started in [since, until); `before` is the last id of the
+    previous page."""
+    if until is not None:
+        before = min(before or LAST_ID, first_id_at(until))
     params = {
         "action": action,
         "status": status,

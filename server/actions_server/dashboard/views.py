@@ -164,9 +164,11 @@ class Dashboard:
         }
         since_hours = _number(query.get("since_hours"), "since_hours")
         before = _uuid(query.get("before"), "before") if query.get("before") else None
-        since = None
+        starts = [_moment(query.get("from"), "from")]
         if since_hours is not None:
-            since = datetime.datetime.now(datetime.UTC).timestamp() - since_hours * 3600
+            starts.append(datetime.datetime.now(datetime.UTC).timestamp() - since_hours * 3600)
+        since = max((s for s in starts if s is not None), default=None)
+        until = _moment(query.get("until"), "until")
         async with self._connection() as conn:
             rows = await queries.runs(
                 conn,
@@ -175,9 +177,11 @@ class Dashboard:
                 trigger=filters["trigger"],
                 trace_id=filters["trace_id"],
                 since=since,
+                until=until,
                 before=before,
             )
-        kept = {k: v for k, v in {**filters, "since_hours": query.get("since_hours")}.items() if v}
+        times = {name: query.get(name) for name in ("since_hours", "from", "until")}
+        kept = {k: v for k, v in {**filters, **times}.items() if v}
         more = None
         if len(rows) == queries.PAGE:
             more = "runs?" + urlencode({**kept, "before": str(rows[-1]["id"])})
@@ -357,6 +361,19 @@ def _number(value: str | None, name: str) -> float | None:
     if not 0 < number <= 24 * 366:
         raise BadRequest(f"{name} is between 0 and a year of hours")
     return number
+
+
+def _moment(value: str | None, name: str) -> float | None:
+    """A `datetime-local` form value (no zone: read as UTC) as seconds since the epoch."""
+    if not value:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{name} is a date and time, like 2026-11-27T14:30") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
 
 
 def _uuid(value: str | None, name: str) -> uuid.UUID:

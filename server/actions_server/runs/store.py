@@ -21,7 +21,8 @@ SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM logs) AS run_l
 
 def first_id_at(unix_seconds: float) -> uuid.UUID:
     """The smallest UUIDv7 of that moment: every run id made earlier sorts below it."""
-    return uuid.UUID(int=int(unix_seconds * 1000) << 80)
+    milliseconds = min(max(int(unix_seconds * 1000), 0), (1 << 48) - 1)  # what 48 bits hold
+    return uuid.UUID(int=milliseconds << 80)
 
 
 async def prune(conn: Connection, *, keep_days: int) -> dict[str, int]:
