@@ -57,7 +57,9 @@ def new_trace_id() -> str:
     return f"{_random_bits(128):032x}"
 
 
-_last_ms = 0
+_VARIANT = 0b10 << 62
+_last_ms = -1
+_ms_prefix = ""  # the first 13 characters of every id made in _last_ms
 _sequence = 0  # the 12-bit rand_a field, counting up within one millisecond
 
 
@@ -66,20 +68,26 @@ def new_run_id() -> str:
 
     Within a millisecond the 12-bit `rand_a` field is a counter that starts at a
     random value below 2048 (RFC 9562, method 1), so one process's ids sort in
-    the order its runs started: the dashboard lists runs by id.
+    the order its runs started: the dashboard lists runs by id. The timestamp's
+    text is made once per millisecond; under load many runs share it.
     """
-    global _last_ms, _sequence
+    global _last_ms, _ms_prefix, _sequence
     unix_ms = time.time_ns() // 1_000_000
     if unix_ms > _last_ms:
-        _last_ms, _sequence = unix_ms, _random_bits(11)
+        _sequence = _random_bits(11)
     else:  # the same millisecond, or the clock stepped back: keep counting up
         _sequence += 1
         if _sequence > 0xFFF:
-            _last_ms, _sequence = _last_ms + 1, _random_bits(11)
-        unix_ms = _last_ms
-    value = (unix_ms << 80) | (0x7 << 76) | (_sequence << 64) | (0b10 << 62) | (_random_bits(62))
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            _sequence = _random_bits(11)
+            unix_ms = _last_ms + 1
+        else:
+            unix_ms = _last_ms
+    if unix_ms != _last_ms:
+        _last_ms = unix_ms
+        stamp = f"{unix_ms:012x}"
+        _ms_prefix = f"{stamp[:8]}-{stamp[8:]}"
+    tail = f"{_VARIANT | _random_bits(62):016x}"  # the variant bits, then 62 random ones
+    return f"{_ms_prefix}-7{_sequence:03x}-{tail[:4]}-{tail[4:]}"
 
 
 class Executor:

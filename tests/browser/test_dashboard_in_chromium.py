@@ -118,10 +118,21 @@ async def blocking(call: Callable[..., T], *args: Any) -> T:
 async def test_an_operator_walks_the_dashboard(
     browser: Any, shop: Client, empty_database: str
 ) -> None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     def find(css: str) -> Any:
         return browser.find_element(By.CSS_SELECTOR, css)
+
+    def shown_after_click(wanted: str, css: str = "h1") -> str:
+        """The text at `css` once it holds `wanted`: a click returns before the
+        navigation it starts ends, so the old page may still be there a moment."""
+        ignored = [NoSuchElementException, StaleElementReferenceException]
+        WebDriverWait(browser, 15, ignored_exceptions=ignored).until(
+            lambda _: wanted in find(css).text
+        )
+        return str(find(css).text)
 
     async def visit(path: str, heading: str, shot: str) -> None:
         await blocking(browser.get, shop.base + path)
@@ -133,7 +144,7 @@ async def test_an_operator_walks_the_dashboard(
     token = hs256(claims(sub="op-1", roles=["ops"], exp=2_000_000_000))
     await blocking((await blocking(find, "#token")).send_keys, token)
     await blocking((await blocking(find, "#sign-in")).click)
-    assert (await blocking(find, "h1")).text == "Actions"
+    assert await blocking(shown_after_click, "Actions") == "Actions"
 
     for path, heading, shot in (
         ("/_dashboard", "Actions", "actions"),
@@ -147,21 +158,21 @@ async def test_an_operator_walks_the_dashboard(
     # A run, and the run it caused through its event.
     await visit("/_dashboard/runs?action=shop.order", "Runs", "runs-filtered")
     await blocking((await blocking(find, "a.run-link")).click)
-    assert "shop.order" in (await blocking(find, "h1")).text
+    assert "shop.order" in await blocking(shown_after_click, "shop.order")
     assert "[redacted]" in (await blocking(find, "body")).text  # card_token
     await blocking(browser.save_screenshot, str(ARTIFACTS / "dashboard-run.png"))
     children = await blocking(browser.find_elements, By.CSS_SELECTOR, "a.child-run")
     assert sorted(c.text for c in children) == ["shop.charge", "shop.onOrdered"]
     child = next(c for c in children if c.text == "shop.onOrdered")
     await blocking(child.click)
-    assert "shop.onOrdered" in (await blocking(find, "h1")).text
+    assert "shop.onOrdered" in await blocking(shown_after_click, "shop.onOrdered")
     assert (await blocking(find, "#parent-run")).text == "shop.order"
     await blocking(browser.save_screenshot, str(ARTIFACTS / "dashboard-child-run.png"))
 
     # The dead job, and its Retry button.
     await visit("/_dashboard/jobs?status=dead", "Jobs", "jobs-dead")
     await blocking((await blocking(find, "button.retry")).click)
-    assert "queued again" in (await blocking(find, "#notice")).text
+    assert "queued again" in await blocking(shown_after_click, "queued again", "#notice")
     await blocking(browser.save_screenshot, str(ARTIFACTS / "dashboard-retried.png"))
     assert query(empty_database, "SELECT status FROM actions_server.jobs WHERE kind = 'job'") == [
         {"status": "queued"}
