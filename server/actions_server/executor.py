@@ -215,7 +215,9 @@ class Executor:
                 error = self._translate(exc, run)
                 self._record(run, ctx.auth, payload, None, error_record(error, exc), started)
                 raise error from exc
-        self._record(run, ctx.auth, payload, output, None, started)
+        # The output as encoded for the response: no second encoding, and a handler
+        # that keeps its returned object and changes it later cannot alter the record.
+        self._record(run, ctx.auth, payload, body, None, started)
         return Result(output, body, completed)
 
     def _record(

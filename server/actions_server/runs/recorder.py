@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+import orjson
 import psycopg
 
 from .. import metrics
@@ -55,7 +56,7 @@ class RunEntry(NamedTuple):
     user_id: str | None
     org_id: str | None
     input: Any
-    output: Any
+    output: Any  # on success, the output's JSON as the response carried it (bytes)
     error: dict[str, Any] | None
     ended: float  # time.time()
     duration: float  # seconds
@@ -280,15 +281,17 @@ class RunRecorder:
         return f"{self._second_text}.{int((seconds - whole) * 1_000_000):06d}+00"
 
     def _json(self, value: Any) -> str | None:
-        if value is None:
+        if value is None or value == b"null":
             return None
         try:
-            text = dumps(value).decode()
+            text = value.decode() if isinstance(value, bytes) else dumps(value).decode()
         except TypeError:
             pass
         else:
             if not self.redactor.could_hold_secrets(text):
                 return _storable_json(text)
+            if isinstance(value, bytes):
+                value = orjson.loads(value)
         redacted = self.redactor.redact(value)
         try:
             text = dumps(redacted).decode()
