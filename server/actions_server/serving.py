@@ -97,7 +97,8 @@ async def serve_forever(
             from .reload import Reloader  # watchfiles is loaded only when asked for
 
             reloading = asyncio.create_task(Reloader(runtime, front, scheduler).watch(stop))
-        settle_heap()
+        if not options.reload:  # a reload replaces the modules and registry frozen here
+            settle_heap()
         try:
             await stop.wait()
             log.info("shutting down: finishing in-flight requests and jobs")

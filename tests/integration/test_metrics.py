@@ -143,6 +143,8 @@ async def test_a_proxy_on_this_host_cannot_make_outside_clients_local(app: Clien
         {"X-Forwarded-For": "127.0.0.1, 203.0.113.9"},
         {"X-Real-IP": "203.0.113.9"},
         {"Forwarded": "for=203.0.113.9"},
+        {"Via": "1.1 proxy"},
+        {"X-Forwarded-Proto": "https"},
     ):
         status, body, _ = await app.get("/metrics", headers=outside)
         assert (status, body["error"]["code"]) == (403, "forbidden"), outside

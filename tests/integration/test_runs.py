@@ -213,6 +213,17 @@ async def test_a_database_that_is_down_drops_the_oldest_runs_and_counts_them() -
     assert recorder.runs[0].input == {"n": 50}  # the oldest went first
 
 
+async def test_a_batch_that_cannot_be_stored_is_counted_as_dropped(empty_database: str) -> None:
+    # No migrations here: the runs table does not exist, which no retry can fix.
+    recorder = RunRecorder(empty_database, RunsConfig(), Redactor())
+    for n in range(3):
+        run = RunInfo(f"00000000-0000-7000-8000-{n:012d}", "trace", "a", "api")
+        recorder.add_run(RunEntry(run, None, None, {"n": n}, None, None, time.time(), 0.001))
+    assert not await recorder.flush()  # False: the flusher backs off before the next batch
+    assert (len(recorder.runs), recorder.dropped_runs) == (0, 3)
+    await recorder.close()
+
+
 async def test_a_batch_being_written_at_shutdown_is_not_lost(
     app: Client, empty_database: str
 ) -> None:

@@ -207,6 +207,9 @@ async def test_a_signed_url_serves_the_object_with_its_type_and_disposition(app:
     assert (status, content) == (200, b"a,b\n1,2\n")
     assert headers["Content-Type"].startswith("text/csv")
     assert headers["Content-Disposition"] == 'attachment; filename="q1.csv"'
+    # An uploaded page cannot run scripts on the API's origin.
+    assert headers["Content-Security-Policy"] == "sandbox"
+    assert headers["X-Content-Type-Options"] == "nosniff"
 
 
 async def test_tampered_and_expired_urls_are_403(app: Client) -> None:

@@ -141,6 +141,7 @@ PROXIES = parse_networks(["10.0.0.0/8", "::1"])
         ("10.0.0.5", "9.9.9.9, 10.0.0.7", PROXIES, "9.9.9.9"),
         ("10.0.0.5", None, PROXIES, "10.0.0.5"),
         ("10.0.0.5", "9.9.9.9", (), "10.0.0.5"),
+        ("::ffff:10.0.0.5", "9.9.9.9", PROXIES, "9.9.9.9"),  # an IPv4 peer on a dual-stack socket
     ],
 )
 def test_client_ip(peer: str, forwarded: str | None, trusted: Any, client: str) -> None:

@@ -60,7 +60,8 @@ class DashboardAccess:
         return hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
 
     def csrf_ok(self, token: str, given: str | None) -> bool:
-        return given is not None and hmac.compare_digest(self.csrf(token), given)
+        # Bytes: compare_digest refuses str with characters beyond ASCII.
+        return given is not None and hmac.compare_digest(self.csrf(token).encode(), given.encode())
 
     def is_https(self, request: web.BaseRequest) -> bool:
         """Whether the browser talks HTTPS: directly, or to a trusted proxy that says so."""
@@ -81,9 +82,15 @@ class DashboardAccess:
 
 
 def from_elsewhere(request: web.BaseRequest) -> bool:
-    """Whether the browser says this request comes from another site's page."""
-    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
-        return True
+    """Whether the browser says this request comes from another page than the dashboard's.
+
+    Browsers that send Sec-Fetch-Site are believed on it alone: a proxy may
+    rewrite Host, so comparing Origin with Host would refuse the dashboard's own
+    forms. A sibling subdomain (`same-site`) is refused too.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site.lower() not in ("same-origin", "none")
     origin = request.headers.get("Origin")
     if origin is None:
         return False  # not a browser, or an old one: the CSRF token still applies

@@ -161,6 +161,10 @@ class HttpFront:
         headers = {
             TRACE_HEADER: trace_id,
             "Content-Type": info.content_type or "application/octet-stream",
+            # An uploaded HTML or SVG file is served from the API's (and the
+            # dashboard's) origin: it must not run scripts there.
+            "Content-Security-Policy": "sandbox",
+            "X-Content-Type-Options": "nosniff",
         }
         if info.content_disposition:
             headers["Content-Disposition"] = info.content_disposition
@@ -189,17 +193,22 @@ class HttpFront:
         return json_response({"status": "database unavailable"}, 503, trace_id)
 
 
+# Headers only a proxy adds; X-Forwarded-For is checked hop by hop instead.
+_PROXY_MARKERS = ("Forwarded", "X-Real-IP", "Via", "X-Forwarded-Host", "X-Forwarded-Proto")
+
+
 def scraper_allowed(request: web.BaseRequest, allowed: Sequence[Network]) -> bool:
     """Whether the socket peer is allowed and so is every client a proxy names.
 
     Forwarding headers can only take access away: a request relayed by a proxy
     on this host comes from loopback, but it is the outside client that asked.
+    A proxy that adds none of these headers cannot be told apart (docs/metrics.md).
     """
     if not in_networks(request.remote, allowed):
         return False
     headers = request.headers
-    if "Forwarded" in headers or "X-Real-IP" in headers:
-        return False  # the client is not in a form worth parsing here: refuse
+    if any(marker in headers for marker in _PROXY_MARKERS):
+        return False  # relayed, and the client is not named in a form checked here
     hops = ",".join(headers.getall("X-Forwarded-For", ())).split(",")
     return all(in_networks(hop.strip(), allowed) for hop in hops if hop.strip())
 

@@ -126,10 +126,14 @@ class RunRecorder:
         left (giving up after a few seconds)."""
         self._stop.set()
         self._wake.set()
+        task, self._task = self._task, None
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                if self._task is not None:
-                    await self._task
+                if task is not None:
+                    # Shielded: at the deadline the task is cancelled below, with a
+                    # bounded wait, rather than awaited through psycopg's own
+                    # cancel handshake.
+                    await asyncio.shield(task)
                 while self.runs or self.logs:
                     if not await self.flush():
                         break
@@ -137,12 +141,9 @@ class RunRecorder:
             pass
         except Exception:
             log.exception("the run recorder failed while closing")
-        finally:
-            if self._task is not None and not self._task.done():
-                self._task.cancel()  # its batch goes back to the buffer, counted below
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            self._task = None
+        if task is not None and not task.done():
+            task.cancel()  # its batch goes back to the buffer, counted below
+            await asyncio.wait({task}, timeout=1.0)
         if self.runs or self.logs:
             log.warning("%d runs and %d log lines not recorded", len(self.runs), len(self.logs))
         if self._conn is not None:
@@ -178,7 +179,7 @@ class RunRecorder:
         return len(self.runs) >= size or len(self.logs) >= size
 
     async def flush(self) -> bool:
-        """Write up to one batch of runs and of log lines; False when the database failed."""
+        """Write up to one batch of runs and of log lines; False when it was not written."""
         size = self.config.batch_size
         runs = [self.runs.popleft() for _ in range(min(size, len(self.runs)))]
         logs = [self.logs.popleft() for _ in range(min(size, len(self.logs)))]
@@ -202,15 +203,17 @@ class RunRecorder:
             await self._drop_connection()
             self._put_back(runs, logs)
             return False
-        except psycopg.Error:
-            # Not an outage: this batch cannot be written (a bug). Do not retry it forever.
+        except Exception:
+            # Not an outage: this batch cannot be written (a bug, a missing table or
+            # privilege). Count it, do not retry it forever, and back off as for an
+            # outage in case the next batch meets the same problem.
             log.exception(
                 "dropped %d runs and %d log lines that could not be stored", len(runs), len(logs)
             )
             self._dropped("runs", len(runs))
             self._dropped("logs", len(logs))
             await self._drop_connection()
-            return True
+            return False
         self.written_runs += len(runs)
         return True
 
