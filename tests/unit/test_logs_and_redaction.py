@@ -94,3 +94,18 @@ def test_run_ids_made_in_one_millisecond_keep_their_order() -> None:
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
     assert all(uuid.UUID(i).version == 7 for i in ids)
+
+
+def test_trace_ids_are_w3c_shaped_and_start_with_the_time() -> None:
+    import re
+    import time
+
+    from actions_server.executor import new_trace_id
+
+    first = new_trace_id()
+    time.sleep(0.002)
+    later = [new_trace_id() for _ in range(1000)]
+    assert all(re.fullmatch("[0-9a-f]{32}", t) for t in [first, *later])
+    assert all(first < t for t in later)  # a later millisecond sorts after
+    assert len(set(later)) == len(later)
+    assert int(first[:12], 16) == pytest.approx(time.time() * 1000, abs=5000)
