@@ -120,6 +120,7 @@ async def test_list_pages_with_limit_offset_and_total(admin_client: Client) -> N
         ("limit=101", "/limit", "greater than the maximum of 100"),
         ("limit=ten", "/limit", 'is not of type "integer"'),
         ("offset=-1", "/offset", "less than the minimum of 0"),
+        ("offset=10001", "/offset", "greater than the maximum of 10000"),
         ("limit=1.5", "/limit", 'is not of type "integer"'),
     ],
 )

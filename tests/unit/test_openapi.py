@@ -115,7 +115,7 @@ def test_query_parameters_path_parameters_and_bodies(example: Any) -> None:
             "name": "offset",
             "in": "query",
             "required": False,
-            "schema": {"type": "integer", "minimum": 0, "default": 0},
+            "schema": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 0},
         },
     ]
     update = document["paths"]["/users/{id}"]["patch"]
