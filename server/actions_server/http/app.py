@@ -32,7 +32,7 @@ from ..runtime import Runtime
 from ..storage import check_key
 from ..storage.signing import ROUTE as STORAGE_ROUTE
 from ..storage.signing import verify
-from .caller import Network, caller_of, in_networks, parse_networks
+from .caller import Network, caller_of, forwarded_for, hops, in_networks, parse_networks
 from .errors import error_json
 from .inputs import BodyLimits, read_input
 from .reference import ApiReference
@@ -209,8 +209,7 @@ def scraper_allowed(request: web.BaseRequest, allowed: Sequence[Network]) -> boo
     headers = request.headers
     if any(marker in headers for marker in _PROXY_MARKERS):
         return False  # relayed, and the client is not named in a form checked here
-    hops = ",".join(headers.getall("X-Forwarded-For", ())).split(",")
-    return all(in_networks(hop.strip(), allowed) for hop in hops if hop.strip())
+    return all(in_networks(hop, allowed) for hop in hops(forwarded_for(headers) or ""))
 
 
 async def jobs_by_state(runtime: Runtime) -> dict[str, float]:

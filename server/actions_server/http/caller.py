@@ -16,6 +16,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from ..auth import TokenError, TokenVerifier, bearer_token
 from ..guards import NOBODY, Caller
@@ -40,6 +41,17 @@ def in_networks(address: str | None, networks: Sequence[Network]) -> bool:
     return any(ip in network for network in networks)
 
 
+def forwarded_for(headers: CIMultiDictProxy[str]) -> str | None:
+    """Every X-Forwarded-For line joined with commas (a proxy may add a line rather
+    than append to one); None when there is none."""
+    return ",".join(headers.getall("X-Forwarded-For", ())) or None
+
+
+def hops(forwarded: str) -> list[str]:
+    """The addresses an X-Forwarded-For value lists, left (client) to right (last proxy)."""
+    return [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+
+
 def client_ip(
     peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]
 ) -> str | None:
@@ -52,8 +64,7 @@ def client_ip(
     """
     if not trusted or peer is None or forwarded_for is None or not in_networks(peer, trusted):
         return peer
-    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
-    for hop in reversed(hops):
+    for hop in reversed(hops(forwarded_for)):
         if not in_networks(hop, trusted):
             return hop if _is_address(hop) else peer
     return peer
@@ -75,8 +86,7 @@ def caller_of(
     org = headers.get("x-org-id")
     ip = None
     if with_ip:
-        forwarded = ",".join(headers.getall("X-Forwarded-For", ())) or None
-        ip = client_ip(request.remote, forwarded, trusted)
+        ip = client_ip(request.remote, forwarded_for(headers), trusted)
     authorization = headers.get("Authorization")
     if authorization is None:
         if org is None and ip is None:

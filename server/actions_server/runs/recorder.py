@@ -90,7 +90,6 @@ class RunRecorder:
         self.logs: deque[LogEntry] = deque()
         self.dropped_runs = 0
         self.dropped_logs = 0
-        self.written_runs = 0
         self._wake = asyncio.Event()  # a batch is full
         self._stop = asyncio.Event()
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -214,7 +213,6 @@ class RunRecorder:
             self._dropped("logs", len(logs))
             await self._drop_connection()
             return False
-        self.written_runs += len(runs)
         return True
 
     def _put_back(self, runs: list[RunEntry], logs: list[LogEntry]) -> None:
