@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -37,6 +36,7 @@ from psycopg.rows import dict_row
 
 from actions_server.db.migrate import apply_migrations
 from actions_server.queue import store
+from scratch_db import drop_database, fresh_database  # a sibling: run as a script
 
 HERE = Path(__file__).resolve().parent
 APP = HERE / "jobs_app"
@@ -133,20 +133,6 @@ async def latency(dsn: str, pushes: int, rate: float) -> tuple[float, float]:
     return statistics.median(waits), waits[int(len(waits) * 0.99) - 1]
 
 
-def fresh_database(server_dsn: str) -> tuple[str, str]:
-    name = f"bench_jobs_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return name, psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
-
-
-def drop_database(server_dsn: str, name: str) -> None:
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
 def reset(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE actions_server.jobs")
@@ -186,7 +172,7 @@ def main() -> None:
     os.sched_setaffinity(0, {1}) if hasattr(os, "sched_setaffinity") and (
         os.cpu_count() or 1
     ) > 1 else None
-    name, dsn = fresh_database(server_dsn)
+    name, dsn = fresh_database(server_dsn, "bench_jobs")
     try:
         asyncio.run(apply_migrations(dsn, None))
         with psycopg.connect(dsn) as conn:

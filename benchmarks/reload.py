@@ -33,12 +33,10 @@ import sys
 import tempfile
 import textwrap
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
+from scratch_db import drop_database, fresh_database  # a sibling: run as a script
 
 PACKAGE = "bench_reload"
 POLL_SECONDS = 0.002
@@ -162,20 +160,6 @@ def reloads(folder: Path, dsn: str, saves: int) -> list[float]:
         stop(process)
 
 
-def fresh_database(server_dsn: str) -> tuple[str, str]:
-    name = f"bench_reload_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return name, psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
-
-
-def drop_database(server_dsn: str, name: str) -> None:
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
 def migrate(folder: Path, dsn: str) -> None:
     env = {**os.environ, "DATABASE_URL": dsn}
     command = [sys.executable, "-m", "actions_server.cli", "migrate", "config.yaml"]
@@ -197,7 +181,7 @@ def main() -> None:
     if not server_dsn:
         raise SystemExit("set DATABASE_URL to a PostgreSQL server where a database can be created")
     folder = Path(tempfile.mkdtemp(prefix="reload-bench-"))
-    name, dsn = fresh_database(server_dsn)
+    name, dsn = fresh_database(server_dsn, "bench_reload")
     try:
         write_app(folder)
         migrate(folder, dsn)
