@@ -20,7 +20,7 @@ async def create_org(input: dict[str, Any], ctx: Context) -> dict[str, Any]:
     # One transaction: the org, its first admin and its subscription, or none of them.
     [org] = await ctx.db.table("organizations").insert({"name": input["name"]})
     await ctx.db.table("org_memberships").insert(
-        {"org_id": org["id"], "user_id": ctx.auth.user_id, "role": "admin"}
+        {"org_id": org["id"], "user_id": ctx.auth.user_id, "role": "org:admin"}
     )
     await ctx.db.table("subscriptions").insert(
         {"org_id": org["id"], "plan_key": "free", "status": "active"}
@@ -112,7 +112,7 @@ async def send_invitation_email(input: dict[str, Any], ctx: Context) -> None:
         data={
             "org": invitation["org"],
             "inviter": invitation["inviter"],
-            "role": invitation["role"],
+            "role": invitation["role"].removeprefix("org:").replace("_", " "),
             "token": input["token"],
         },
     )

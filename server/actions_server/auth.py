@@ -32,6 +32,15 @@ ANONYMOUS_KIND, USER_KIND, SYSTEM_KIND = "anonymous", "user", "system"
 ORG_ROLE_PREFIX = "org:"
 
 
+def org_role_name(stored: str) -> str:
+    """The role a membership grants, as `auth.roles` and `has_role` name it.
+
+    The seed stores memberships as `org:admin`; a bare `admin` (an older
+    schema, or another app's) means the same role.
+    """
+    return stored if stored.startswith(ORG_ROLE_PREFIX) else ORG_ROLE_PREFIX + stored
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Principal:
     """The caller of a run, before org membership is looked up."""
@@ -114,7 +123,7 @@ class RolePolicy:
         for role in principal.roles:
             granted |= self._roles.get(role, frozenset())
         if org_role is not None:
-            granted |= self._roles.get(f"org:{org_role}", frozenset())
+            granted |= self._roles.get(org_role_name(org_role), frozenset())
         return frozenset(granted)
 
 
@@ -371,7 +380,7 @@ class AuthContext:
     def roles(self) -> frozenset[str]:
         if self.org_role is None:
             return self.principal.roles
-        return self.principal.roles | {ORG_ROLE_PREFIX + self.org_role}
+        return self.principal.roles | {org_role_name(self.org_role)}
 
     @property
     def permissions(self) -> frozenset[str]:

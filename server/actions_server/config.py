@@ -94,7 +94,8 @@ class OrgTables:
     memberships: str = "org_memberships"
     subscriptions: str = "subscriptions"
     plan_features: str = "plan_features"
-    id_format: str = "uuid"
+    # uuid, integer or text; None: read from the id columns' types at start.
+    id_format: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

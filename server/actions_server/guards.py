@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .auth import ANONYMOUS, AuthContext, Principal, TokenError
 from .config import OrgTables
-from .db.orgs import feature_query, membership_query
+from .db.orgs import IdFormats, feature_query, membership_query
 from .errors import ActionError, BadRequest, Forbidden, NotFound, TooManyRequests, Unauthorized
 from .kv import KV
 from .manifests.imports import import_callable
@@ -170,13 +170,18 @@ def rate_denial(count: int, limit: int, retry_after: int) -> ActionError | None:
 class GuardFactory:
     """Builds each action's checks once; they share the app's counters and settings."""
 
-    def __init__(self, counters: KV, orgs: OrgTables, root: Any) -> None:
+    def __init__(
+        self, counters: KV, orgs: OrgTables, root: Any, ids: IdFormats | None = None
+    ) -> None:
         self.counters = counters
         self.orgs = orgs
         self.root = root
         self._membership = membership_query(orgs)
         self._feature = feature_query(orgs)
-        self._id_format = _ID_FORMATS[orgs.id_format]
+        if ids is None:
+            ids = IdFormats(org=orgs.id_format or "text", user=orgs.id_format or "text")
+        self._org_id = _ID_FORMATS[ids.org]
+        self._user_id = _ID_FORMATS[ids.user]
 
     def compile(self, action: ActionSpec) -> tuple[Guard, ...]:
         return tuple(self._one(spec, action.run_as) for spec in action.guards)
@@ -212,9 +217,9 @@ class GuardFactory:
             raise org
         if auth.org_id == org and auth.org_role is not None:
             return  # already established in this run
-        if not self._id_format.match(org):
+        if not self._org_id.match(org):
             raise NotFound(f"no org {org}", code="org_not_found")
-        user = auth.user_id if auth.user_id and self._id_format.match(auth.user_id) else None
+        user = auth.user_id if auth.user_id and self._user_id.match(auth.user_id) else None
         # app.org_id goes out with the lookup; a denied run rolls back with it.
         call.ctx.db.set_local("app.org_id", org)
         rows = await call.ctx.db.execute(self._membership, (user, org))

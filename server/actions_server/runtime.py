@@ -16,6 +16,7 @@ from .auth import Auth
 from .config import Config
 from .db.embedded import start_embedded
 from .db.migrate import apply_migrations
+from .db.orgs import id_formats
 from .db.pool import Database
 from .executor import Executor
 from .guards import GuardFactory
@@ -69,7 +70,9 @@ async def open_runtime(
         await database.open()
         stack.push_async_callback(database.close)
         services = await open_services(config, database, stack)
-        guards = GuardFactory(services.detached_kv, config.auth.orgs, config.root)
+        async with database.pool.connection() as conn:
+            ids = await id_formats(conn, config.auth.orgs)
+        guards = GuardFactory(services.detached_kv, config.auth.orgs, config.root, ids)
         redactor = Redactor(config.runs.redact_keys)
         recorder = None
         if config.runs.enabled:
@@ -89,5 +92,9 @@ async def open_runtime(
             redactor=redactor,
         )
         yield Runtime(
-            config=config, registry=registry, database=database, executor=executor, dsn=dsn
+            config=config,
+            registry=registry,
+            database=database,
+            executor=executor,
+            dsn=dsn,
         )

@@ -162,8 +162,8 @@ async def test_in_org_checks_membership(example_client: Client, two_orgs: dict[s
     status, body, _ = await ann.get(f"/orgs/{two_orgs['A']}/members")
     assert status == 200
     assert [(m["email"], m["role"]) for m in body["members"]] == [
-        ("ann@example.com", "admin"),
-        ("cat@example.com", "member"),
+        ("ann@example.com", "org:admin"),
+        ("cat@example.com", "org:member"),
     ]
     status, body, _ = await ann.get(f"/orgs/{two_orgs['B']}/members")
     assert (status, body["error"]["code"]) == (403, "forbidden")
@@ -430,7 +430,7 @@ ORG_TABLES = """
 CREATE TABLE organizations (id uuid PRIMARY KEY);
 CREATE TABLE org_memberships (org_id uuid, user_id uuid, role text);
 INSERT INTO organizations VALUES ('00000000-0000-4000-8000-0000000000a1');
-INSERT INTO org_memberships VALUES ('00000000-0000-4000-8000-0000000000a1', '00000000-0000-4000-8000-000000000001', 'member');
+INSERT INTO org_memberships VALUES ('00000000-0000-4000-8000-0000000000a1', '00000000-0000-4000-8000-000000000001', 'org:member');
 """
 
 

@@ -165,7 +165,7 @@ async def test_an_invitation_is_mailed_by_a_worker_and_accepted_once(
     assert status == 201, body
     assert (body["invitation"]["email"], body["invitation"]["role"]) == (
         "guest@example.com",
-        "member",
+        "org:member",
     )
     status, body, _ = await in_org.post(
         f"/orgs/{org}/invitations", json={"email": "guest@example.com"}
@@ -190,8 +190,8 @@ async def test_an_invitation_is_mailed_by_a_worker_and_accepted_once(
     status, body, _ = await owner.post("/orgs/invitations/accept", json={"token": token})
     assert status == 404  # not the invited address
     status, body, _ = await guest.post("/orgs/invitations/accept", json={"token": token})
-    assert (status, body) == (200, {"org_id": org, "role": "member"})
+    assert (status, body) == (200, {"org_id": org, "role": "org:member"})
     status, _, _ = await guest.post("/orgs/invitations/accept", json={"token": token})
     assert status == 404  # used
     members = query(database, "SELECT role FROM org_memberships WHERE user_id = %s", guest_id)
-    assert members == [{"role": "member"}]
+    assert members == [{"role": "org:member"}]

@@ -70,7 +70,13 @@ _HEADERS: dict[str, Any] = {
 
 
 def build_openapi(registry: Registry, config: Config) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every HTTP route in `registry`."""
+    """The OpenAPI 3.1 document of every HTTP route in `registry`.
+
+    The document is built from files alone (`actions-server openapi` prints the
+    same one the server serves): org ids are documented with the configured
+    `auth.orgs.id_format`, or as plain strings when it is read from the database.
+    """
+    id_format = config.auth.orgs.id_format or "text"
     settings = config.sections.get("openapi", {})
     components = ComponentSchemas({ERROR_SCHEMA: ERROR_BODY})
     paths: dict[str, dict[str, Any]] = {}
@@ -81,7 +87,7 @@ def build_openapi(registry: Registry, config: Config) -> dict[str, Any]:
         shown = routes[0].path
         item = paths.setdefault(shown.openapi, {})
         for route in routes:
-            operation = build_operation(route, shown.params, components, config.auth.orgs.id_format)
+            operation = build_operation(route, shown.params, components, id_format)
             statuses.update(
                 int(s) for s in operation["responses"] if s.isdigit() and int(s) in ERROR_RESPONSES
             )
