@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .jsonutil import INT_MAX, INT_MIN
+
 Coercer = Callable[[str], Any]
 
 # ASCII digits only (\d also matches other scripts' digits), and few enough of
@@ -25,12 +27,17 @@ _FALSE = frozenset({"false", "0", "no", "off"})
 
 
 def _to_integer(value: str) -> Any:
-    return int(value) if _INT.match(value) else value
+    if _INT.match(value):
+        number = int(value)
+        # Beyond 64 bits an integer cannot be stored or answered as JSON here, and
+        # as a float it would change: left a string, validation reports it.
+        return number if INT_MIN <= number <= INT_MAX else value
+    return value
 
 
 def _to_number(value: str) -> Any:
     if _INT.match(value):
-        return int(value)
+        return _to_integer(value)
     if _NUMBER.match(value):
         number = float(value)
         return number if math.isfinite(number) else value

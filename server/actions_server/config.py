@@ -169,6 +169,8 @@ class RunsConfig:
     retention_days: int = 30
     redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
     buffer_size: int = 10_000  # runs (and as many log lines) held while the database is slow
+    buffer_bytes: int = 64 * 1024 * 1024  # ...and at most this much encoded JSON
+    max_value_bytes: int = 1024 * 1024  # a larger input or output is stored as a note of its size
     flush_interval_seconds: float = 0.2
     batch_size: int = 500
 

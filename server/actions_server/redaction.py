@@ -8,12 +8,16 @@ goes to any depth through objects and arrays and never changes its argument.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .config import DEFAULT_REDACT_KEYS
 
 REDACTED = "[redacted]"
+TOO_DEEP = "[too deep]"
+MAX_DEPTH = (
+    200  # deeper than any input may nest (jsonutil.MAX_DEPTH), within what orjson writes (254)
+)
 _MAX_CACHED_KEYS = 4096
 
 
@@ -41,16 +45,7 @@ class Redactor:
 
     def redact(self, value: Any) -> Any:
         """A copy of `value` with sensitive keys' values replaced, at any depth."""
-        if isinstance(value, dict):
-            return {
-                key: REDACTED
-                if isinstance(key, str) and self.is_sensitive(key)
-                else self.redact(item)
-                for key, item in value.items()
-            }
-        if isinstance(value, list | tuple):
-            return [self.redact(item) for item in value]
-        return value
+        return rebuild(value, self.is_sensitive)
 
     def could_hold_secrets(self, text: str) -> bool:
         """False when no key in `text` (say, a value's JSON) can be sensitive.
@@ -71,3 +66,57 @@ class Redactor:
 
 
 DEFAULT = Redactor()
+
+
+def rebuild(
+    value: Any, sensitive: Callable[[str], bool] | None = None, *, fix_text: bool = False
+) -> Any:
+    """A copy of the JSON-like `value` (dicts, lists, tuples as lists, scalars):
+    values under keys that are `sensitive` become REDACTED, and with `fix_text`
+    every string is made valid UTF-8 (a lone surrogate becomes '?').
+
+    Iterative, never recursive: a value nested a thousand deep (hostile input, a
+    cycle) must not reach Python's recursion limit, which would cost the record
+    and, in a batch, its neighbours. Containers deeper than MAX_DEPTH become
+    TOO_DEEP.
+    """
+
+    def leaf(item: Any) -> Any:
+        if fix_text and isinstance(item, str):
+            return _valid_text(item)
+        return item
+
+    if not isinstance(value, dict | list | tuple):
+        return leaf(value)
+    root: dict[Any, Any] | list[Any] = {} if isinstance(value, dict) else []
+    stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
+    while stack:
+        source, target, depth = stack.pop()
+        pairs = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, item in pairs:
+            if isinstance(source, dict):
+                if isinstance(key, str) and sensitive is not None and sensitive(key):
+                    target[leaf(key)] = REDACTED
+                    continue
+                put_key = leaf(key)
+            if isinstance(item, dict | list | tuple):
+                if depth >= MAX_DEPTH:
+                    child: Any = TOO_DEEP
+                else:
+                    child = {} if isinstance(item, dict) else []
+                    stack.append((item, child, depth + 1))
+            else:
+                child = leaf(item)
+            if isinstance(source, dict):
+                target[put_key] = child
+            else:
+                target.append(child)
+    return root
+
+
+def _valid_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text

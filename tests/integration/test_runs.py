@@ -210,7 +210,7 @@ async def test_a_database_that_is_down_drops_the_oldest_runs_and_counts_them() -
     assert (len(recorder.runs), recorder.dropped_runs) == (100, 50)
     assert not await recorder.flush()
     assert (len(recorder.runs), recorder.dropped_runs) == (100, 50)  # the batch came back
-    assert recorder.runs[0].input == {"n": 50}  # the oldest went first
+    assert recorder.runs[0].input == b'{"n":50}'  # the oldest went first
 
 
 async def test_a_batch_that_cannot_be_stored_is_counted_as_dropped(empty_database: str) -> None:

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
 from ..coercion import ObjectPlan
 from ..errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
-from ..jsonutil import JSONDecodeError, loads
+from ..jsonutil import InputError, JSONDecodeError, parse_input
 from ..manifests.model import ActionSpec
 from .uploads import is_multipart, read_multipart
 
@@ -58,7 +59,10 @@ async def read_input(
     if request.query_string:
         query = request.query
         for key in dict.fromkeys(query.keys()):
-            _put(payload, plan, key, query.getall(key))
+            values = query.getall(key)
+            if _REPLACED in key or any(_REPLACED in v for v in values):
+                _check_utf8(request.rel_url.raw_query_string)
+            _put(payload, plan, key, values)
     if request.body_exists:
         if is_multipart(request.content_type):
             binary = schema.binary_fields if schema is not None else frozenset()
@@ -70,6 +74,20 @@ async def read_input(
     for name, value in params.items():
         _put(payload, plan, name, [value])
     return payload
+
+
+_REPLACED = "\ufffd"  # what the URL parser makes of bytes that are not UTF-8
+
+
+def _check_utf8(raw_query: str) -> None:
+    """Refuse a query string that is not UTF-8 once percent-decoded: its values
+    would otherwise arrive silently changed (each bad byte as U+FFFD)."""
+    try:
+        unquote_to_bytes(raw_query.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(
+            "the query string is not valid UTF-8 once percent-decoded", code="malformed_query"
+        ) from None
 
 
 def _put(payload: dict[str, Any], plan: ObjectPlan | None, key: str, values: list[str]) -> None:
@@ -124,9 +142,11 @@ async def _read_json_object(request: web.BaseRequest, limits: BodyLimits) -> dic
     if not body.strip():
         return {}
     try:
-        data = loads(body)
+        data = parse_input(body)
     except JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json") from None
+    except InputError as exc:
+        raise BadRequest(f"the body is refused: {exc}", code="unsupported_json") from None
     if not isinstance(data, dict):
         raise BadRequest("the JSON body must be an object", code="malformed_json")
     return data
