@@ -58,7 +58,8 @@ async def test_hostile_values_are_stored_as_notes_beside_every_neighbour(migrate
         recorder.add_run(entry(n, hostile.get(n, {"n": n}), user="u\x00" if n == 450 else None))
     await drain(recorder)
     rows = {str(r["id"])[-3:]: r for r in query(migrated, "SELECT * FROM actions_server.runs")}
-    assert len(rows) == 500 and recorder.dropped_runs == 0
+    assert len(rows) == 500
+    assert recorder.dropped_runs == 0
     deep = rows["100"]["input"]
     assert deep["password"] == "[redacted]"
     assert "[too deep]" in orjson.dumps(deep).decode()
@@ -81,9 +82,11 @@ async def test_a_record_the_database_refuses_is_replaced_by_a_note(migrated: str
         recorder.add_run(entry(n, {"word": "poison" if n == 7 else "fine", "n": n}))
     await drain(recorder)
     rows = {str(r["id"])[-2:]: r for r in query(migrated, "SELECT * FROM actions_server.runs")}
-    assert len(rows) == 50 and recorder.dropped_runs == 0
+    assert len(rows) == 50
+    assert recorder.dropped_runs == 0
     assert rows["07"]["input"]["unrecordable"].startswith("the database refused the record")
-    assert rows["07"]["status"] == "ok" and rows["07"]["trace_id"] == "trace-7"
+    assert rows["07"]["status"] == "ok"
+    assert rows["07"]["trace_id"] == "trace-7"
     assert rows["08"]["input"] == {"word": "fine", "n": 8}
 
 
