@@ -42,6 +42,9 @@ log = logging.getLogger("actions_server.executor")
 # A run stopped from outside (shutdown, a cancelled request): recorded as such.
 _CANCELLED = {"code": "cancelled", "message": "the run was cancelled", "status": 503}
 
+# Runs the worker starts: their connections come from the jobs pool.
+WORKER_TRIGGERS = frozenset({"job", "event", "cron"})
+
 # Marks a job done inside the run's transaction (see Executor.run).
 Completion = Callable[[DbSession], Awaitable[None]]
 
@@ -166,7 +169,12 @@ class Executor:
             parent_id,
         )
         principal = caller.principal
-        session = DbSession(self.database, transactional=action.transaction, role=self.role)
+        session = DbSession(
+            self.database,
+            transactional=action.transaction,
+            role=self.role,
+            jobs=trigger in WORKER_TRIGGERS,
+        )
         if principal.user_id is not None:
             session.set_local("app.user_id", principal.user_id)
         if principal.org_id is not None:

@@ -200,7 +200,7 @@ class Scheduler:
             log.warning("cannot record the misfire of %s: %s", name, exc)
 
     def _connection(self) -> AbstractAsyncContextManager[Connection]:
-        return self.database.side_pool.connection(timeout=self.database.acquire_timeout)
+        return self.database.control()
 
 
 @dataclass(frozen=True, slots=True)

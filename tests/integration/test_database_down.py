@@ -129,3 +129,79 @@ async def test_a_frozen_database_does_not_hang_requests(
             for process in frozen:
                 process.send_signal(signal.SIGCONT)
         assert await wait_for_200(client, "/ping", seconds=30) == (200, {"one": 1})
+
+
+FAST_FAIL_CONFIG = "app: ping\ndatabase: {pool: {min: 2, max: 4, acquire_timeout_seconds: 10}}\n"
+
+
+@pytest.mark.timeout(120)
+async def test_a_refused_connection_fails_fast_even_with_nothing_in_flight(
+    tmp_path: Path, postgres: ThrowawayPostgres
+) -> None:
+    config, _ = write_app(
+        tmp_path / "app", {"ping.yaml": MANIFEST}, HANDLERS, config=FAST_FAIL_CONFIG
+    )
+    async with serving(config, postgres.dsn) as client:
+        assert (await client.get("/ping"))[0] == 200
+        await asyncio.to_thread(postgres.stop)  # idle: nothing notices until the next request
+        status, body, elapsed = await timed(client, "/ping")
+        assert (status, body["error"]["code"]) == (503, "database_unavailable")
+        # Connection refused opens the breaker at once; the old code waited out the
+        # whole acquire timeout (10 s here) before saying so.
+        assert elapsed < 5
+        status, _, elapsed = await timed(client, "/ping")
+        assert status == 503
+        assert elapsed < 1
+
+
+@pytest.mark.timeout(120)
+async def test_the_breaker_closes_as_soon_as_the_database_is_back(
+    tmp_path: Path, postgres: ThrowawayPostgres
+) -> None:
+    config, _ = write_app(tmp_path / "app", {"ping.yaml": MANIFEST}, HANDLERS, config=CONFIG)
+    async with serving(config, postgres.dsn) as client:
+        assert (await client.get("/ping"))[0] == 200
+        await asyncio.to_thread(postgres.stop)
+        assert (await client.get("/ping"))[0] == 503
+        await asyncio.sleep(3)  # a long outage: backoffs, if any, have grown
+        await asyncio.to_thread(postgres.start)  # returns once it accepts connections
+        back = time.monotonic()
+        refused = 0
+        while (await client.get("/ping"))[0] != 200:
+            refused += 1
+            await asyncio.sleep(0.02)
+        # The prober connects every 0.1 s; the old breaker waited for the pool's
+        # reconnection backoff and refused about a second of healthy traffic.
+        assert time.monotonic() - back < 0.8, refused
+
+
+READY_CONFIG = "app: ping\ndatabase: {pool: {min: 1, max: 2}}\n"
+HOLD_MANIFEST = """
+module: hold
+actions:
+  - name: hold.sleep
+    handler: PKG.handlers:sleep
+    triggers: [{api: POST /sleep}]
+"""
+HOLD_HANDLERS = """
+async def sleep(input, ctx):
+    await ctx.db.raw("SELECT pg_sleep(%s)", input["seconds"])
+    return {"ok": True}
+"""
+
+
+async def test_readiness_is_ready_while_every_run_connection_is_busy(
+    tmp_path: Path, empty_database: str
+) -> None:
+    config, _ = write_app(
+        tmp_path / "app", {"hold.yaml": HOLD_MANIFEST}, HOLD_HANDLERS, config=READY_CONFIG
+    )
+    async with serving(config, empty_database) as client:
+        holds = [
+            asyncio.ensure_future(client.post("/sleep", json={"seconds": 3})) for _ in range(3)
+        ]
+        await asyncio.sleep(0.5)  # two hold the pool's connections; one waits for them
+        probes = await asyncio.gather(*(timed(client, "/readyz") for _ in range(16)))
+        assert [status for status, _, _ in probes] == [200] * 16
+        assert max(elapsed for _, _, elapsed in probes) < 1
+        assert [(await h)[0] for h in holds] == [200, 200, 200]

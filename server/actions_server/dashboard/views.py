@@ -315,8 +315,7 @@ class Dashboard:
         )
 
     def _connection(self) -> Any:
-        database = self.runtime.database
-        return database.pool.connection(timeout=database.acquire_timeout)
+        return self.runtime.database.detached()
 
 
 def _redirect(location: str) -> web.Response:

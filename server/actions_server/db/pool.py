@@ -1,4 +1,4 @@
-"""The connection pool, and how the server behaves while the database is down.
+"""The connection pools, and how runs behave while the database is down.
 
 psycopg_pool keeps the connections; this module adds what a request path needs:
 - connections are autocommit, and a run opens its own transaction, so a run
@@ -6,9 +6,21 @@ psycopg_pool keeps the connections; this module adds what a request path needs:
   exactly BEGIN … COMMIT;
 - a connection that broke while idle (the server restarted) is noticed on its
   first statement and replaced, without failing the request that found it;
-- while the database is known to be down, requests fail at once with 503
-  instead of each waiting the full acquire timeout, and one request at a time
-  probes for recovery; the first that succeeds closes the breaker.
+- while the database is known to be down (db/health.py's breaker), runs fail at
+  once with 503; a refused connection opens the breaker at once, waking runs
+  already waiting for a connection, and the first success closes it.
+
+Pools, so that no kind of work waits behind another (each at most as large as
+its setting, and empty until used):
+- `pool`: HTTP and CLI runs (`database.pool.max`);
+- `jobs_pool`: runs of jobs, events and cron ticks, opened by a worker
+  (`queue.concurrency`): a busy queue never takes a request's connection;
+- `control`: the worker's claims, heartbeats and acknowledgements, cron ticks and
+  maintenance (CONTROL_POOL_SIZE): never behind rate limits or scrapes;
+- `detached`: short statements beside runs: rate-limit counters (made while a
+  run holds a connection; from the run pool they could wait for each other),
+  `/metrics`, the dashboard (DETACHED_POOL_SIZE).
+Readiness has a connection of its own (health.Readiness).
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import psycopg
@@ -27,6 +40,7 @@ from psycopg.types.json import JsonbDumper
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import DatabaseUnavailable, ServerBusy
+from .health import Breaker, Readiness
 
 log = logging.getLogger("actions_server.db")
 
@@ -35,13 +49,15 @@ Statement = tuple[sql.SQL | sql.Composed, Sequence[Any] | None]
 _BEGIN = sql.SQL("BEGIN")
 _PING = sql.SQL("SELECT 1")
 
-# While down, one probe at a time waits this long for a connection.
-PROBE_TIMEOUT_SECONDS = 0.5
-# psycopg_pool backs off exponentially between reconnection attempts; giving up
-# early lets the next waiting request start a fresh attempt, so recovery after an
-# outage takes about a second instead of up to the last backoff delay.
-RECONNECT_TIMEOUT_SECONDS = 2.0
-SIDE_POOL_SIZE = 4
+CONTROL_POOL_SIZE = 3
+DETACHED_POOL_SIZE = 4
+# A pool gives up on a refused connection at once (after one immediate retry)
+# and tells the breaker, whose prober then retries; the pool's own reconnection
+# would back off for seconds, refusing traffic after the database is back.
+RECONNECT_TIMEOUT_SECONDS = 0.0
+# How long a run first waits for an idle connection before it also watches the
+# breaker (which costs two tasks, so the common case does not pay for it).
+_FAST_WAIT_SECONDS = 0.002
 
 
 async def _configure(conn: Connection) -> None:
@@ -54,7 +70,7 @@ class _Stalled(Exception):
 
 
 class Database:
-    """One PostgreSQL database: a pool plus the down/up state seen by requests."""
+    """One PostgreSQL database: its pools plus the down/up state seen by runs."""
 
     def __init__(
         self,
@@ -67,10 +83,9 @@ class Database:
         name: str = "actions-server",
     ) -> None:
         self.dsn = dsn
+        self.name = name
         self.acquire_timeout = acquire_timeout
-        options: dict[str, Any] = {
-            "autocommit": True,
-            "row_factory": dict_row,
+        self.options: dict[str, Any] = {
             # Bound the ways a network can hang a connection (ignored on Unix sockets):
             # connecting, and a peer that stops acknowledging.
             "connect_timeout": max(2, math.ceil(acquire_timeout)),
@@ -80,47 +95,48 @@ class Database:
             "keepalives_count": 3,
             "tcp_user_timeout": 30_000,
         }
+        run_options = dict(self.options)
         if statement_timeout is not None:
-            options["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
-        self.pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-            dsn,
+            run_options["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
+        self._run_options = run_options
+        self.breaker = Breaker(dsn, self.options)
+        self.readiness = Readiness(dsn, self.options)
+        self.pool = self._pool("runs", min_size, max_size, run_options)
+        self.jobs_pool: AsyncConnectionPool[Connection] | None = None
+        self.control_pool = self._pool("control", 0, CONTROL_POOL_SIZE, self.options)
+        self.detached_pool = self._pool("detached", 0, DETACHED_POOL_SIZE, self.options)
+        self._background: set[asyncio.Future[None]] = set()
+        # Connections taken from each run pool and not yet given back.
+        self._in_use: dict[int, int] = {id(self.pool): 0}
+
+    def _pool(
+        self, role: str, min_size: int, max_size: int, options: dict[str, Any]
+    ) -> AsyncConnectionPool[Connection]:
+        return AsyncConnectionPool(
+            self.dsn,
             min_size=min_size,
             max_size=max_size,
-            kwargs=options,
-            timeout=acquire_timeout,
+            kwargs={"autocommit": True, "row_factory": dict_row, **options},
+            timeout=self.acquire_timeout,
             reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
+            reconnect_failed=self._refused,
             open=False,
-            name=name,
+            name=f"{self.name}-{role}",
             configure=_configure,
         )
-        # Short statements made beside the runs, which may hold every pooled
-        # connection: rate-limit counters made while a run holds one (from the main
-        # pool they could wait for each other), the worker's claims, heartbeats and
-        # acknowledgements, cron ticks.
-        self.side_pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-            dsn,
-            min_size=0,
-            max_size=SIDE_POOL_SIZE,
-            kwargs=options,
-            timeout=acquire_timeout,
-            reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
-            open=False,
-            name=f"{name}-side",
-            configure=_configure,
-        )
-        self._down_since: float | None = None
-        self._probing = False
-        self._background: set[asyncio.Future[None]] = set()
-        self._in_use = 0  # connections taken from the pool and not yet given back
+
+    def _refused(self, pool: AsyncConnectionPool[Connection]) -> None:
+        self.mark_down(f"pool {pool.name} cannot connect")
 
     @property
     def is_down(self) -> bool:
-        return self._down_since is not None
+        return self.breaker.is_open
 
     async def open(self, wait_seconds: float = 10.0) -> None:
-        """Open the pool, waiting up to `wait_seconds` for the database to answer."""
+        """Open the pools, waiting up to `wait_seconds` for the database to answer."""
         await self.pool.open(wait=False)
-        await self.side_pool.open(wait=False)
+        await self.control_pool.open(wait=False)
+        await self.detached_pool.open(wait=False)
         deadline = time.monotonic() + wait_seconds
         while True:
             try:
@@ -128,6 +144,7 @@ class Database:
                     timeout=max(0.5, deadline - time.monotonic())
                 ) as conn:
                     await conn.execute("SELECT 1")
+                self.mark_up()
                 return
             except (PoolTimeout, psycopg.OperationalError) as exc:
                 if time.monotonic() >= deadline:
@@ -137,60 +154,106 @@ class Database:
                     ) from None
                 await asyncio.sleep(0.2)
 
+    async def open_jobs_pool(self, max_size: int) -> None:
+        """The pool the worker's runs take connections from (`queue.concurrency` of them)."""
+        if self.jobs_pool is None:
+            pool = self._pool("jobs", 0, max_size, self._run_options)
+            await pool.open(wait=False)
+            self._in_use[id(pool)] = 0
+            self.jobs_pool = pool
+
     async def close(self) -> None:
-        await self.side_pool.close()
-        await self.pool.close()
+        await self.breaker.stop()
+        await self.readiness.close()
+        for pool in (self.jobs_pool, self.control_pool, self.detached_pool, self.pool):
+            if pool is not None:
+                await pool.close()
         for task in self._background:
             task.cancel()
 
-    async def acquire(self, *, begin: bool = False, setup: Sequence[Statement] = ()) -> Connection:
+    def control(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for the worker's and the scheduler's own statements."""
+        return self.control_pool.connection(timeout=self.acquire_timeout)
+
+    def detached(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for a short statement beside the runs (rate limits, metrics)."""
+        return self.detached_pool.connection(timeout=self.acquire_timeout)
+
+    def run_pool(self, *, jobs: bool = False) -> AsyncConnectionPool[Connection]:
+        return self.jobs_pool if jobs and self.jobs_pool is not None else self.pool
+
+    async def acquire(
+        self, *, begin: bool = False, setup: Sequence[Statement] = (), jobs: bool = False
+    ) -> Connection:
         """A pooled connection, in a transaction if `begin`, after `setup` ran; or 503.
 
         BEGIN and the setup statements (role, settings) go out in one pipeline:
-        one round trip.
+        one round trip. `jobs`: from the worker's pool, when it has one.
         """
+        if self.breaker.is_open:
+            raise DatabaseUnavailable()
         first: list[Statement] = [(_BEGIN, None)] if begin else []
         first += setup
-        if self._down_since is not None:
-            if self._probing:
-                raise DatabaseUnavailable()
-            self._probing = True
-            try:
-                return await self._acquire(PROBE_TIMEOUT_SECONDS, first or [(_PING, None)])
-            finally:
-                self._probing = False
-        return await self._acquire(self.acquire_timeout, first)
+        return await self._acquire(self.run_pool(jobs=jobs), first or [(_PING, None)])
 
-    async def _acquire(self, wait: float, first: Sequence[Statement]) -> Connection:
+    async def _acquire(
+        self, pool: AsyncConnectionPool[Connection], first: Sequence[Statement]
+    ) -> Connection:
         # A restarted server leaves every idle connection broken. The first
         # statement (BEGIN, or SELECT 1 when the run is not transactional) finds
         # that out at once (the socket is closed) and, since nothing has run
         # yet, the request simply moves on to the next connection.
-        first = first or [(_PING, None)]
-        for _ in range(self.pool.max_size + 1):
+        wait = self.acquire_timeout
+        for _ in range(pool.max_size + 1):
+            conn = await self._getconn(pool, wait)
             try:
-                conn = await self.pool.getconn(timeout=wait)
-                self._in_use += 1
-            except PoolTimeout:
-                if self._in_use >= self.pool.max_size:  # all ours, all working: busy, not down
-                    raise ServerBusy() from None
-                self.mark_down("no connection within the acquire timeout")
-                raise DatabaseUnavailable() from None
-            try:
-                await self._within(wait, self._send(conn, first), conn)
+                await self._within(wait, self._send(conn, first), conn, pool)
             except _Stalled:
                 self.mark_down(f"no answer to the first statement within {wait:g}s")
                 raise DatabaseUnavailable() from None
             except psycopg.OperationalError:
-                await self.release(conn)  # the pool discards a broken connection
+                await self.release(conn, pool)  # the pool discards a broken connection
                 continue
             except BaseException:
-                await self.release(conn)  # e.g. a role that does not exist
+                await self.release(conn, pool)  # e.g. a role that does not exist
                 raise
             self.mark_up()
             return conn
         self.mark_down("every pooled connection was broken")
         raise DatabaseUnavailable()
+
+    async def _getconn(self, pool: AsyncConnectionPool[Connection], wait: float) -> Connection:
+        """A connection from `pool`; 503 as soon as the breaker opens while waiting,
+        ServerBusy when every connection is in use for the whole wait."""
+        try:
+            conn = await pool.getconn(timeout=_FAST_WAIT_SECONDS)
+        except PoolTimeout:
+            conn = await self._wait_for_connection(pool, wait)
+        self._in_use[id(pool)] += 1
+        return conn
+
+    async def _wait_for_connection(
+        self, pool: AsyncConnectionPool[Connection], wait: float
+    ) -> Connection:
+        if self.breaker.is_open:
+            raise DatabaseUnavailable()
+        getting = asyncio.ensure_future(pool.getconn(timeout=wait))
+        opened = asyncio.ensure_future(self.breaker.opened())
+        try:
+            await asyncio.wait({getting, opened}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            opened.cancel()
+            if not getting.done():
+                getting.cancel()  # psycopg_pool returns a connection given meanwhile
+        if getting.cancelled():
+            raise DatabaseUnavailable()
+        try:
+            return getting.result()
+        except PoolTimeout:
+            if self._in_use[id(pool)] >= pool.max_size:  # all ours, all working: busy
+                raise ServerBusy() from None
+            self.mark_down("no connection within the acquire timeout")
+            raise DatabaseUnavailable() from None
 
     @staticmethod
     async def _send(conn: Connection, statements: Sequence[Statement]) -> None:
@@ -201,7 +264,13 @@ class Database:
             for statement, params in statements:
                 await conn.execute(statement, params)
 
-    async def _within(self, seconds: float, work: Awaitable[None], conn: Connection | None) -> None:
+    async def _within(
+        self,
+        seconds: float,
+        work: Awaitable[None],
+        conn: Connection,
+        pool: AsyncConnectionPool[Connection],
+    ) -> None:
         """Await `work` for at most `seconds`, else raise _Stalled at once.
 
         A server that accepts connections but never answers (frozen, or behind a
@@ -214,55 +283,45 @@ class Database:
         try:
             done, _ = await asyncio.wait((task,), timeout=seconds)
         except asyncio.CancelledError:
-            self._abandon(task, conn)
+            self._abandon(task, conn, pool)
             raise
         if done:
             task.result()
             return
-        self._abandon(task, conn)
+        self._abandon(task, conn, pool)
         raise _Stalled()
 
-    def _abandon(self, task: asyncio.Future[None], conn: Connection | None) -> None:
+    def _abandon(
+        self, task: asyncio.Future[None], conn: Connection, pool: AsyncConnectionPool[Connection]
+    ) -> None:
         task.cancel()
 
         def release(finished: asyncio.Future[None]) -> None:
             if not finished.cancelled():
                 finished.exception()  # retrieved: a broken connection is expected here
-            if conn is not None:
-                returning = asyncio.ensure_future(self.release(conn))
-                self._background.add(returning)
-                returning.add_done_callback(self._background.discard)
+            returning = asyncio.ensure_future(self.release(conn, pool))
+            self._background.add(returning)
+            returning.add_done_callback(self._background.discard)
 
         task.add_done_callback(release)
 
-    async def release(self, conn: Connection) -> None:
-        self._in_use -= 1
-        await self.pool.putconn(conn)
+    async def release(
+        self, conn: Connection, pool: AsyncConnectionPool[Connection] | None = None
+    ) -> None:
+        pool = pool or self.pool
+        self._in_use[id(pool)] -= 1
+        await pool.putconn(conn)
 
     def mark_down(self, reason: str) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            log.warning("database unavailable: %s", reason)
+        self.breaker.open(reason)
 
     def mark_up(self) -> None:
-        if self._down_since is not None:
-            log.warning("database available again after %.1fs", time.monotonic() - self._down_since)
-            self._down_since = None
+        self.breaker.close()
 
-    async def ping(self, within: float = 1.0) -> bool:
-        """Whether the database answers within `within` seconds (never waits longer)."""
-
-        async def probe() -> None:
-            conn = await self.acquire()
-            await self.release(conn)
-
-        try:
-            await self._within(within, probe(), None)
-        except ServerBusy:
-            return True  # every connection is busy working: the database is there
-        except (_Stalled, DatabaseUnavailable, psycopg.OperationalError):
-            return False
-        return True
+    async def ready(self, within: float = 1.0) -> bool:
+        """Whether the database answers within `within` seconds, on readiness's own
+        connection: a pool that is busy working is ready."""
+        return await self.readiness.check(within)
 
 
 def describe_dsn(dsn: str) -> str:

@@ -36,6 +36,7 @@ class DbSession:
     __slots__ = (
         "_conn",
         "_database",
+        "_jobs",
         "_opening",
         "_pending",
         "_role",
@@ -45,9 +46,15 @@ class DbSession:
     )
 
     def __init__(
-        self, database: Database, *, transactional: bool = True, role: str | None = None
+        self,
+        database: Database,
+        *,
+        transactional: bool = True,
+        role: str | None = None,
+        jobs: bool = False,
     ) -> None:
         self._database = database
+        self._jobs = jobs  # a worker's run: connections come from the jobs pool
         self._transactional = transactional
         self._role = role
         self._conn: Connection | None = None
@@ -82,7 +89,7 @@ class DbSession:
                 conn = self._conn
                 if conn is None:
                     conn = self._conn = await self._database.acquire(
-                        begin=self._transactional, setup=self._setup(first=True)
+                        begin=self._transactional, setup=self._setup(first=True), jobs=self._jobs
                     )
                     return conn
         if self._pending:
@@ -129,7 +136,7 @@ class DbSession:
             elif self._session_level:
                 await self._reset(conn)
         finally:
-            await self._database.release(conn)
+            await self._database.release(conn, self._database.run_pool(jobs=self._jobs))
 
     async def _reset(self, conn: Connection) -> None:
         """Undo session-level settings, so the next run on this connection starts clean."""

@@ -188,7 +188,7 @@ class HttpFront:
         return json_response({"status": "ok"}, 200, trace_id)
 
     async def readyz(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
-        if await self.runtime.database.ping():
+        if await self.runtime.database.ready():
             return json_response({"status": "ready"}, 200, trace_id)
         return json_response({"status": "database unavailable"}, 503, trace_id)
 
@@ -214,7 +214,7 @@ def scraper_allowed(request: web.BaseRequest, allowed: Sequence[Network]) -> boo
 
 async def jobs_by_state(runtime: Runtime) -> dict[str, float]:
     database = runtime.database
-    async with database.side_pool.connection(timeout=database.acquire_timeout) as conn:
+    async with database.detached() as conn:
         return {k: float(v) for k, v in (await queue_store.count_by_state(conn)).items()}
 
 

@@ -100,9 +100,9 @@ def run_kv(connection: Callable[[], Awaitable[Connection]]) -> PostgresKV:
 
 
 def pool_kv(database: Database) -> PostgresKV:
-    """KV on short connections of its own (the side pool), outside any run."""
+    """KV on short connections of its own (the detached pool), outside any run."""
 
     def source() -> AbstractAsyncContextManager[Connection]:
-        return database.side_pool.connection(timeout=database.acquire_timeout)
+        return database.detached()
 
     return PostgresKV(source)

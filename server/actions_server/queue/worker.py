@@ -14,10 +14,12 @@
 - On stop: no more claims; running jobs get `queue.shutdown_grace_seconds` to
   finish; the rest are cancelled (their transactions roll back) and released
   for another worker, their attempt not counted. Nothing unfinished is marked done.
-- The worker's own statements (claims, heartbeats, acknowledgements) use the
-  side pool, so running jobs that hold every pooled connection cannot starve
-  the heartbeat into losing their leases. No error stops its loops: each logs
-  and tries again after a pause.
+- Jobs run on a pool of their own (`queue.concurrency` connections), so a busy
+  queue and busy HTTP traffic never wait for each other's connections. The
+  worker's own statements (claims, heartbeats, acknowledgements) use the control
+  pool, so running jobs that hold every connection cannot starve the heartbeat
+  into losing their leases, and rate limits or scrapes cannot delay it either.
+  No error stops its loops: each logs and tries again after a pause.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run jobs until `stop` is set; then shut down gracefully."""
+        await self.database.open_jobs_pool(self.config.concurrency)
         background = [
             asyncio.create_task(self._listen(), name="worker-listen"),
             asyncio.create_task(
@@ -404,7 +407,7 @@ class Worker:
                     )
 
     def _connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
-        return self.database.side_pool.connection(timeout=self.database.acquire_timeout)
+        return self.database.control()
 
 
 def _storable(text: str) -> str:
