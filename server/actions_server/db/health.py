@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import psycopg
@@ -79,23 +79,19 @@ class Breaker:
         self._dsn = dsn
         self._options = {**options, "connect_timeout": int(PROBE_TIMEOUT_SECONDS)}
         self._down_since: float | None = None
-        self._opened = asyncio.Event()  # set while open: wakes runs waiting for a connection
         self._prober: asyncio.Task[None] | None = None
+        self.on_open: Callable[[], None] = lambda: None  # told when the breaker opens
 
     @property
     def is_open(self) -> bool:
         return self._down_since is not None
 
-    async def opened(self) -> None:
-        """Return once the breaker is open (at once if it is)."""
-        await self._opened.wait()
-
     def open(self, reason: str) -> None:
         if self._down_since is not None:
             return
         self._down_since = time.monotonic()
-        self._opened.set()
         log.warning("database unavailable: %s", reason)
+        self.on_open()
         with contextlib.suppress(RuntimeError):  # no running loop: nothing to probe with
             self._prober = asyncio.get_running_loop().create_task(
                 self._probe(), name="database-prober"
@@ -106,7 +102,6 @@ class Breaker:
             return
         log.warning("database available again after %.1fs", time.monotonic() - self._down_since)
         self._down_since = None
-        self._opened = asyncio.Event()
         prober, self._prober = self._prober, None
         if prober is not None and prober is not asyncio.current_task():
             prober.cancel()

@@ -55,9 +55,6 @@ DETACHED_POOL_SIZE = 4
 # and tells the breaker, whose prober then retries; the pool's own reconnection
 # would back off for seconds, refusing traffic after the database is back.
 RECONNECT_TIMEOUT_SECONDS = 0.0
-# How long a run first waits for an idle connection before it also watches the
-# breaker (which costs two tasks, so the common case does not pay for it).
-_FAST_WAIT_SECONDS = 0.002
 
 
 async def _configure(conn: Connection) -> None:
@@ -106,6 +103,10 @@ class Database:
         self.control_pool = self._pool("control", 0, CONTROL_POOL_SIZE, self.options)
         self.detached_pool = self._pool("detached", 0, DETACHED_POOL_SIZE, self.options)
         self._background: set[asyncio.Future[None]] = set()
+        # Runs waiting for a connection, and those of them _wake_waiters cancelled.
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._woken: set[asyncio.Task[Any]] = set()
+        self.breaker.on_open = self._wake_waiters
         # Connections taken from each run pool and not yet given back.
         self._in_use: dict[int, int] = {id(self.pool): 0}
 
@@ -190,8 +191,6 @@ class Database:
         BEGIN and the setup statements (role, settings) go out in one pipeline:
         one round trip. `jobs`: from the worker's pool, when it has one.
         """
-        if self.breaker.is_open:
-            raise DatabaseUnavailable()
         first: list[Statement] = [(_BEGIN, None)] if begin else []
         first += setup
         return await self._acquire(self.run_pool(jobs=jobs), first or [(_PING, None)])
@@ -225,35 +224,36 @@ class Database:
     async def _getconn(self, pool: AsyncConnectionPool[Connection], wait: float) -> Connection:
         """A connection from `pool`; 503 as soon as the breaker opens while waiting,
         ServerBusy when every connection is in use for the whole wait."""
-        try:
-            conn = await pool.getconn(timeout=_FAST_WAIT_SECONDS)
-        except PoolTimeout:
-            conn = await self._wait_for_connection(pool, wait)
-        self._in_use[id(pool)] += 1
-        return conn
-
-    async def _wait_for_connection(
-        self, pool: AsyncConnectionPool[Connection], wait: float
-    ) -> Connection:
-        if self.breaker.is_open:
+        if self.breaker.is_open:  # e.g. opened by the broken connection just given back
             raise DatabaseUnavailable()
-        getting = asyncio.ensure_future(pool.getconn(timeout=wait))
-        opened = asyncio.ensure_future(self.breaker.opened())
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
         try:
-            await asyncio.wait({getting, opened}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            opened.cancel()
-            if not getting.done():
-                getting.cancel()  # psycopg_pool returns a connection given meanwhile
-        if getting.cancelled():
-            raise DatabaseUnavailable()
-        try:
-            return getting.result()
+            conn = await pool.getconn(timeout=wait)
+        except asyncio.CancelledError:
+            if task not in self._woken:
+                raise
+            # Cancelled by _wake_waiters: the breaker opened while this run waited
+            # (psycopg_pool takes back a connection it was being handed).
+            self._woken.discard(task)
+            task.uncancel()
+            raise DatabaseUnavailable() from None
         except PoolTimeout:
             if self._in_use[id(pool)] >= pool.max_size:  # all ours, all working: busy
                 raise ServerBusy() from None
             self.mark_down("no connection within the acquire timeout")
             raise DatabaseUnavailable() from None
+        finally:
+            self._waiting.discard(task)
+        self._in_use[id(pool)] += 1
+        return conn
+
+    def _wake_waiters(self) -> None:
+        """The breaker opened: runs waiting for a connection answer 503 now."""
+        for task in self._waiting:
+            self._woken.add(task)
+            task.cancel()
 
     @staticmethod
     async def _send(conn: Connection, statements: Sequence[Statement]) -> None:
