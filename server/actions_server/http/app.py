@@ -33,6 +33,7 @@ from ..storage import check_key
 from ..storage.signing import ROUTE as STORAGE_ROUTE
 from ..storage.signing import verify
 from .caller import Network, caller_of, forwarded_for, hops, in_networks, parse_networks
+from .connections import ConnectionLimits, ConnectionServer
 from .errors import error_json
 from .inputs import BodyLimits, read_input
 from .reference import ApiReference
@@ -254,4 +255,9 @@ def create_server(runtime: Runtime, **kwargs: Any) -> tuple[web.Server, HttpFron
     `kwargs` go to aiohttp's request handler (access_log, keepalive_timeout, ...).
     """
     front = HttpFront(runtime)
-    return web.Server(front.handle, **kwargs), front
+    config = runtime.config.server
+    limits = ConnectionLimits(
+        header_timeout_seconds=config.header_timeout_seconds,
+        max_connections=config.max_connections,
+    )
+    return ConnectionServer(front.handle, limits=limits, **kwargs), front
