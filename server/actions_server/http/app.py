@@ -34,7 +34,7 @@ from ..storage.signing import ROUTE as STORAGE_ROUTE
 from ..storage.signing import verify
 from .caller import Network, caller_of, forwarded_for, hops, in_networks, parse_networks
 from .connections import ConnectionLimits, ConnectionServer
-from .errors import error_json
+from .errors import error_json, from_aiohttp
 from .inputs import BodyLimits, read_input
 from .reference import ApiReference
 from .routes import Router, normalize_path
@@ -101,9 +101,8 @@ class HttpFront:
                 return error_response(MethodNotAllowed({"GET", "HEAD", "POST"}), trace_id)
             try:
                 response = await self.dashboard.handle(request, path)
-            except Exception:
-                log.exception("dashboard page failed", extra={"trace_id": trace_id})
-                return error_response(InternalError(), trace_id)
+            except Exception as exc:
+                return failure_response(exc, trace_id, "dashboard page failed")
             response.headers[TRACE_HEADER] = trace_id
             return response
         if builtin is not None:
@@ -132,9 +131,8 @@ class HttpFront:
                 close_files(payload)
         except ActionError as exc:
             response = error_response(exc, trace_id)
-        except Exception:
-            log.exception("request failed outside the executor", extra={"trace_id": trace_id})
-            response = error_response(InternalError(), trace_id)
+        except Exception as exc:
+            response = failure_response(exc, trace_id, "request failed outside the executor")
         else:
             if result.output is None:
                 status = 204 if route.status == 200 else route.status
@@ -247,6 +245,17 @@ def json_response(data: Any, status: int, trace_id: str) -> web.Response:
 def error_response(error: ActionError, trace_id: str) -> web.Response:
     headers = {"Content-Type": _JSON, TRACE_HEADER: trace_id, **error.headers}
     return web.Response(body=error_json(error, trace_id), status=error.status, headers=headers)
+
+
+def failure_response(exc: Exception, trace_id: str, what: str) -> web.Response:
+    """The answer to an exception nothing answered: aiohttp's own refusals keep
+    their 4xx status; anything else is a 500, its traceback logged once as `what`."""
+    if isinstance(exc, ActionError):
+        return error_response(exc, trace_id)
+    if isinstance(exc, web.HTTPClientError):
+        return error_response(from_aiohttp(exc), trace_id)
+    log.error(what, exc_info=exc, extra={"trace_id": trace_id})
+    return error_response(InternalError(), trace_id)
 
 
 def create_server(runtime: Runtime, **kwargs: Any) -> tuple[web.Server, HttpFront]:
