@@ -5,7 +5,8 @@ from a dict and everything else through our Router. There is no
 `web.Application`: its router, middleware chain and signals cost about as much
 per request as all of actions-server's own work, and a reload must swap the
 whole route table at once anyway (see docs/performance.md). 404 and 405 answer
-in the one error body; every response carries `x-trace-id`.
+in the one error body; every response carries `x-trace-id`. The built-in
+endpoints and the dashboard answer exceptions as actions do (`failure_response`).
 """
 
 from __future__ import annotations
@@ -106,9 +107,12 @@ class HttpFront:
             response.headers[TRACE_HEADER] = trace_id
             return response
         if builtin is not None:
-            if request.method in ("GET", "HEAD"):
+            if request.method not in ("GET", "HEAD"):
+                return error_response(MethodNotAllowed({"GET", "HEAD"}), trace_id)
+            try:
                 return await builtin(request, trace_id)
-            return error_response(MethodNotAllowed({"GET", "HEAD"}), trace_id)
+            except Exception as exc:
+                return failure_response(exc, trace_id, "built-in endpoint failed")
         action_name = metrics.UNMATCHED
         try:
             route, params = self.router.match(request.method, path)
