@@ -42,6 +42,8 @@ class ServerConfig:
     max_body_bytes: int = 10 * 1024 * 1024
     shutdown_grace_seconds: float = 30.0
     body_timeout_seconds: float = 30.0
+    header_timeout_seconds: float = 15.0  # a request head not in by then: 408, closed
+    max_connections: int = 1000  # per process
     access_log: bool = False
     trusted_proxies: tuple[str, ...] = ()
 

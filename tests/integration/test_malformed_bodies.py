@@ -1,4 +1,7 @@
-"""Bodies schemathesis found answered with 500: each is the client's mistake, a 400."""
+"""Bodies schemathesis found answered with 500: each is the client's mistake, a 400.
+
+Multipart bodies that do not follow the format are in test_multipart.py.
+"""
 
 from __future__ import annotations
 
@@ -7,38 +10,6 @@ import pytest
 from support.apps import Client
 
 pytestmark = pytest.mark.integration
-
-LOGIN = "/auth/login"  # no guard that needs a caller: the body is read
-
-
-async def test_multipart_without_a_boundary(example_client: Client) -> None:
-    status, body, _ = await example_client.post(
-        LOGIN, data=b'{"email": "a@b.co"}', headers={"Content-Type": "multipart/form-data"}
-    )
-    assert status == 400
-    assert body["error"]["code"] == "malformed_body"
-    assert "boundary" in body["error"]["message"]
-
-
-async def test_multipart_part_with_broken_headers(example_client: Client) -> None:
-    raw = b'--b0\r\nContent-Disposition: form-data; name="\x7f\xc2\x81"\r\n\r\nx\r\n--b0--\r\n'
-    status, body, _ = await example_client.post(
-        LOGIN, data=raw, headers={"Content-Type": "multipart/form-data; boundary=b0"}
-    )
-    assert status == 400
-    assert body["error"]["code"] == "malformed_body"
-
-
-async def test_multipart_field_in_an_unknown_charset(example_client: Client) -> None:
-    raw = (
-        b'--b0\r\nContent-Disposition: form-data; name="email"\r\n'
-        b"Content-Type: text/plain; charset=no-such-charset\r\n\r\nx\r\n--b0--\r\n"
-    )
-    status, body, _ = await example_client.post(
-        LOGIN, data=raw, headers={"Content-Type": "multipart/form-data; boundary=b0"}
-    )
-    assert status == 400
-    assert body["error"]["code"] == "malformed_body"
 
 
 async def test_upload_naming_a_file_in_json_is_refused_even_with_base64(

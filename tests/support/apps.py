@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import RawTestServer
+from aiohttp import web
 
 from actions_server.config import Config, load_config
-from actions_server.http.app import create_server
+from actions_server.http.app import HttpFront, create_server
 from actions_server.queue.worker import Worker
 from actions_server.registry import Registry, load_registry
 from actions_server.runtime import Runtime, open_runtime
@@ -66,18 +66,22 @@ class Client:
         base: str,
         runtime: Runtime,
         headers: dict[str, str] | None = None,
+        *,
+        front: HttpFront | None = None,
     ) -> None:
         self.session = session
         self.base = base
         self.runtime = runtime
         self.headers = headers or {}
+        self.front = front
 
     def as_(self, token: str | None = None, **headers: str) -> Client:
         """The same server, sending `Authorization: Bearer token` and other headers."""
         extra = {k.replace("_", "-"): v for k, v in headers.items()}
         if token is not None:
             extra["Authorization"] = f"Bearer {token}"
-        return Client(self.session, self.base, self.runtime, {**self.headers, **extra})
+        headers = {**self.headers, **extra}
+        return Client(self.session, self.base, self.runtime, headers, front=self.front)
 
     def token(
         self,
@@ -139,16 +143,24 @@ async def working(client: Client, **queue: Any) -> AsyncIterator[Worker]:
 async def serving(
     config: Config | Path, dsn: str, *, registry: Registry | None = None
 ) -> AsyncIterator[Client]:
-    """Serve the app on 127.0.0.1 (a real socket) against `dsn` and yield a client."""
+    """Serve the app on 127.0.0.1 (a real socket) against `dsn` and yield a client.
+
+    The server is the one `create_server` makes, as `serve` uses it: its
+    connection handling (protocol errors, header timeout, connection cap) is
+    what the tests see.
+    """
     if not isinstance(config, Config):
         config = load_config(config, env={})
     registry = registry or load_registry(config)
     async with open_runtime(config, registry, dsn=dsn) as runtime:
-        _, front = create_server(runtime)
-        server = RawTestServer(front.handle, host="127.0.0.1")
-        await server.start_server()
+        server, front = create_server(runtime)
+        runner = web.ServerRunner(server, handle_signals=False)
+        await runner.setup()
         try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
             async with aiohttp.ClientSession() as session:
-                yield Client(session, str(server.make_url("")).rstrip("/"), runtime)
+                yield Client(session, f"http://{host}:{port}", runtime, front=front)
         finally:
-            await server.close()
+            await runner.cleanup()

@@ -5,7 +5,8 @@ from a dict and everything else through our Router. There is no
 `web.Application`: its router, middleware chain and signals cost about as much
 per request as all of actions-server's own work, and a reload must swap the
 whole route table at once anyway (see docs/performance.md). 404 and 405 answer
-in the one error body; every response carries `x-trace-id`.
+in the one error body; every response carries `x-trace-id`. The built-in
+endpoints and the dashboard answer exceptions as actions do (`failure_response`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from ..storage import check_key
 from ..storage.signing import ROUTE as STORAGE_ROUTE
 from ..storage.signing import verify
 from .caller import Network, caller_of, forwarded_for, hops, in_networks, parse_networks
-from .errors import error_json
+from .connections import ConnectionLimits, ConnectionServer
+from .errors import error_json, from_aiohttp
 from .inputs import BodyLimits, read_input
 from .reference import ApiReference
 from .routes import Router, normalize_path
@@ -100,15 +102,17 @@ class HttpFront:
                 return error_response(MethodNotAllowed({"GET", "HEAD", "POST"}), trace_id)
             try:
                 response = await self.dashboard.handle(request, path)
-            except Exception:
-                log.exception("dashboard page failed", extra={"trace_id": trace_id})
-                return error_response(InternalError(), trace_id)
+            except Exception as exc:
+                return failure_response(exc, trace_id, "dashboard page failed")
             response.headers[TRACE_HEADER] = trace_id
             return response
         if builtin is not None:
-            if request.method in ("GET", "HEAD"):
+            if request.method not in ("GET", "HEAD"):
+                return error_response(MethodNotAllowed({"GET", "HEAD"}), trace_id)
+            try:
                 return await builtin(request, trace_id)
-            return error_response(MethodNotAllowed({"GET", "HEAD"}), trace_id)
+            except Exception as exc:
+                return failure_response(exc, trace_id, "built-in endpoint failed")
         action_name = metrics.UNMATCHED
         try:
             route, params = self.router.match(request.method, path)
@@ -131,9 +135,8 @@ class HttpFront:
                 close_files(payload)
         except ActionError as exc:
             response = error_response(exc, trace_id)
-        except Exception:
-            log.exception("request failed outside the executor", extra={"trace_id": trace_id})
-            response = error_response(InternalError(), trace_id)
+        except Exception as exc:
+            response = failure_response(exc, trace_id, "request failed outside the executor")
         else:
             if result.output is None:
                 status = 204 if route.status == 200 else route.status
@@ -248,10 +251,26 @@ def error_response(error: ActionError, trace_id: str) -> web.Response:
     return web.Response(body=error_json(error, trace_id), status=error.status, headers=headers)
 
 
+def failure_response(exc: Exception, trace_id: str, what: str) -> web.Response:
+    """The answer to an exception nothing answered: aiohttp's own refusals keep
+    their 4xx status; anything else is a 500, its traceback logged once as `what`."""
+    if isinstance(exc, ActionError):
+        return error_response(exc, trace_id)
+    if isinstance(exc, web.HTTPClientError):
+        return error_response(from_aiohttp(exc), trace_id)
+    log.error(what, exc_info=exc, extra={"trace_id": trace_id})
+    return error_response(InternalError(), trace_id)
+
+
 def create_server(runtime: Runtime, **kwargs: Any) -> tuple[web.Server, HttpFront]:
     """The aiohttp server for `runtime` and the front that answers it.
 
     `kwargs` go to aiohttp's request handler (access_log, keepalive_timeout, ...).
     """
     front = HttpFront(runtime)
-    return web.Server(front.handle, **kwargs), front
+    config = runtime.config.server
+    limits = ConnectionLimits(
+        header_timeout_seconds=config.header_timeout_seconds,
+        max_connections=config.max_connections,
+    )
+    return ConnectionServer(front.handle, limits=limits, **kwargs), front

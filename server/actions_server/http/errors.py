@@ -1,13 +1,18 @@
 """The one error body of every HTTP error (DESIGN.md §5), as bytes.
 
 `{"error": {"code", "message", "details": [{"path", "message"}], "trace_id"}}`
+
+aiohttp's own refusals (`web.HTTPClientError`, such as the 413 of
+`request.post()` past `client_max_size`) are told in the same body.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ActionError
+from aiohttp import web
+
+from ..errors import ActionError, PayloadTooLarge
 from ..jsonutil import dumps
 
 
@@ -24,3 +29,11 @@ def error_body(error: ActionError, trace_id: str) -> dict[str, Any]:
 
 def error_json(error: ActionError, trace_id: str) -> bytes:
     return dumps(error_body(error, trace_id))
+
+
+def from_aiohttp(exc: web.HTTPClientError) -> ActionError:
+    """aiohttp's refusal as our error, keeping its status."""
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        reason = (exc.text or "").rstrip(".")  # "Maximum request body size N exceeded"
+        return PayloadTooLarge(f"the body is too large ({reason[:1].lower()}{reason[1:]})")
+    return ActionError(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)

@@ -5,7 +5,9 @@ the input schema validates, as `{type: string, format: binary}`) that carries
 the bytes in a temporary file — kept in memory up to 1 MiB, on disk beyond —
 so `ctx.storage.upload(key, input["file"])` streams it on without the object
 ever being held twice in memory. Only fields the input schema declares with
-`format: binary` may be files. Temporary files are closed when the run ends.
+`format: binary` may be files, and only actions with such a field take
+multipart at all (the others are JSON-only, 415). A text field is capped at
+`MAX_FIELD_BYTES` as it streams. Temporary files are closed when the run ends.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..coercion import ObjectPlan
-from ..errors import BadRequest, PayloadTooLarge
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 SPOOL_IN_MEMORY = 1024 * 1024
 CHUNK = 64 * 1024
@@ -63,6 +65,11 @@ async def read_multipart(
     put: Any,
 ) -> dict[str, Any]:
     """The form's fields (coerced like a query string, through `put`) and its files."""
+    if not binary_fields:
+        raise UnsupportedMediaType(
+            "the body must be JSON (Content-Type: application/json): this action takes "
+            "no file, so not multipart/form-data"
+        )
     try:
         reader = await request.multipart()
     except ValueError as exc:  # no boundary in the Content-Type
@@ -84,11 +91,7 @@ async def read_multipart(
                     )
                 files[part.name] = await _spool(part, max_file_bytes)
             else:
-                raw = await part.read(decode=True)
-                if len(raw) > MAX_FIELD_BYTES:
-                    raise PayloadTooLarge(
-                        f"form field {part.name!r} is larger than {MAX_FIELD_BYTES} bytes"
-                    )
+                raw = await _read_field(part)
                 fields.setdefault(part.name, []).append(raw.decode(part.get_charset("utf-8")))
     except BaseException as exc:
         for uploaded in files.values():
@@ -109,6 +112,21 @@ async def read_multipart(
 def _malformed(exc: Exception) -> BadRequest:
     reason = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
     return BadRequest(f"the multipart body cannot be read: {reason}", code="malformed_body")
+
+
+async def _read_field(part: BodyPartReader) -> bytes:
+    """A text field, refused as soon as more than MAX_FIELD_BYTES of it have come."""
+    raw = bytearray()
+    while chunk := await part.read_chunk(CHUNK):
+        if len(raw) + len(chunk) > MAX_FIELD_BYTES:
+            raise PayloadTooLarge(
+                f"form field {part.name!r} is larger than {MAX_FIELD_BYTES} bytes"
+            )
+        raw += chunk
+    try:
+        return bytes(part.decode(raw))  # a Content-Transfer-Encoding only ever shrinks it
+    except RuntimeError as exc:  # aiohttp's word for an encoding it does not know
+        raise _malformed(exc) from None
 
 
 async def _spool(part: BodyPartReader, limit: int) -> UploadedFile:

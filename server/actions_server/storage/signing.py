@@ -25,13 +25,24 @@ def signed_path(secret: bytes, key: str, expires_seconds: int, now: float | None
     return f"{ROUTE}{quote(key)}?expires={expires}&signature={signature(secret, key, expires)}"
 
 
+# More digits than any expiry signed here (year 33658): refused before int() reads them.
+_MAX_EXPIRES_DIGITS = 12
+
+
 def verify(
     secret: bytes, key: str, expires: str | None, given: str | None, now: float | None = None
 ) -> str | None:
-    """None when the URL is good; otherwise what is wrong with it."""
-    if not expires or not given or not expires.isdigit():
+    """None when the URL is good; otherwise what is wrong with it.
+
+    The parameters are whatever a client put in the URL: this never raises.
+    """
+    if not expires or not given:
         return "the URL is not signed"
-    if not hmac.compare_digest(signature(secret, key, int(expires)), given):
+    # str.isdigit() also says yes to "²" and "١٢٣", which int() refuses or reads.
+    if not (expires.isascii() and expires.isdigit()) or len(expires) > _MAX_EXPIRES_DIGITS:
+        return "the URL's expiry is not a time"
+    # compare_digest refuses str with non-ASCII characters (TypeError).
+    if not given.isascii() or not hmac.compare_digest(signature(secret, key, int(expires)), given):
         return "the URL's signature is wrong"
     if int(expires) < (now if now is not None else time.time()):
         return "the URL has expired"
