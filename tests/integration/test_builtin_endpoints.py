@@ -162,10 +162,10 @@ async def test_an_exception_in_a_builtin_is_a_500_in_the_error_body(
 async def test_readyz_whose_database_check_raises(
     app: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def ping() -> bool:
+    async def ready() -> bool:
         raise OSError("the socket went away")
 
-    monkeypatch.setattr(app.runtime.database, "ping", ping)
+    monkeypatch.setattr(app.runtime.database, "ready", ready)
     status, body, headers = await fetch(app, "/readyz")
     assert status == 500, body
     assert body["error"]["trace_id"] == headers["x-trace-id"]
