@@ -274,7 +274,7 @@ class Executor:
                 pending = guard(call)
                 if pending is not None:
                     await pending
-        _check_input(action, payload)
+        _check_input(action, payload, self.redactor)
         return await action.handler(payload, ctx)
 
     async def _abandon(self, session: DbSession, run: RunInfo) -> None:
@@ -334,7 +334,7 @@ def _encode(output: Any) -> bytes:
         ) from exc
 
 
-def _check_input(action: ActionSpec, payload: Any) -> None:
+def _check_input(action: ActionSpec, payload: Any, redactor: Redactor) -> None:
     schema = action.input
     if schema is None:
         return
@@ -342,7 +342,7 @@ def _check_input(action: ActionSpec, payload: Any) -> None:
         for key, value in schema.defaults.items():
             if key not in payload:
                 payload[key] = copy.deepcopy(value)
-    errors = schema.errors(payload)
+    errors = schema.errors(payload, redactor)
     if errors:
         raise ValidationFailed(details=errors)
 

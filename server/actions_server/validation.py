@@ -18,8 +18,10 @@ from . import redaction
 from .coercion import ObjectPlan, object_plan, resolve_local_ref
 from .errors import ErrorDetail
 from .jsonutil import dumps
+from .redaction import Redactor
 
 _Kind = jsonschema_rs.ValidationErrorKind
+MAX_QUOTED = 80  # characters of a value quoted back in an error message
 
 
 def json_pointer(parts: Iterable[str | int]) -> str:
@@ -47,8 +49,9 @@ class CompiledSchema:
             self._plan = object_plan(self.schema)
         return self._plan
 
-    def errors(self, instance: Any) -> list[ErrorDetail]:
-        """Every way `instance` fails; empty when it is valid."""
+    def errors(self, instance: Any, redactor: Redactor = redaction.DEFAULT) -> list[ErrorDetail]:
+        """Every way `instance` fails; empty when it is valid. Messages never quote a
+        value under a key `redactor` calls sensitive."""
         try:
             if self._validator.is_valid(instance):
                 return []
@@ -58,7 +61,7 @@ class CompiledSchema:
             instance = orjson.loads(dumps(instance))
             if self._validator.is_valid(instance):
                 return []
-        return [d for e in self._validator.iter_errors(instance) for d in _details(e)]
+        return [d for e in self._validator.iter_errors(instance) for d in _details(e, redactor)]
 
 
 def _binary_fields(schema: dict[str, Any] | bool) -> frozenset[str]:
@@ -85,7 +88,7 @@ def _top_level_defaults(schema: dict[str, Any] | bool) -> dict[str, Any]:
     return defaults
 
 
-def _details(error: jsonschema_rs.ValidationError) -> list[ErrorDetail]:
+def _details(error: jsonschema_rs.ValidationError, redactor: Redactor) -> list[ErrorDetail]:
     path = list(error.instance_path)
     kind = error.kind
     if isinstance(kind, _Kind.Required):
@@ -97,21 +100,62 @@ def _details(error: jsonschema_rs.ValidationError) -> list[ErrorDetail]:
         ]
     if isinstance(kind, _Kind.Format):
         return [ErrorDetail(json_pointer(path), f"is not a valid {kind.format}")]
-    message = error.message
-    if is_sensitive(path):
-        message = _without_value(message, error.instance)
-    return [ErrorDetail(json_pointer(path), message)]
+    return [ErrorDetail(json_pointer(path), _message(error, redactor))]
 
 
-def is_sensitive(path: Iterable[str | int]) -> bool:
-    """Whether a value at `path` must never be echoed (a password, a token, ...)."""
-    return redaction.DEFAULT.path_is_sensitive(path)
+def _message(error: jsonschema_rs.ValidationError, redactor: Redactor) -> str:
+    """The validator's message, quoting the value as the client may see it: never a
+    secret (by path, or inside the value), never more than MAX_QUOTED characters;
+    for anyOf/oneOf, what each alternative expected."""
+    path = list(error.instance_path)
+    shown = "the value" if redactor.path_is_sensitive(path) else _quote(error.instance, redactor)
+    kind = error.kind
+    if isinstance(kind, _Kind.AnyOf | _Kind.OneOfNotValid):
+        word = "any" if isinstance(kind, _Kind.AnyOf) else "exactly one"
+        branches = [
+            "; ".join(_branch_message(e, path, redactor) for e in branch) or "(no reason given)"
+            for branch in kind.context
+        ]
+        listed = " | ".join(f"({n}) {reason}" for n, reason in enumerate(branches, 1))
+        return f"{shown} must match {word} of {len(branches)} alternatives: {listed}"
+    if isinstance(kind, _Kind.OneOfMultipleValid):
+        return f"{shown} matches more than one of the alternatives; it must match exactly one"
+    return _requote(error.message, error.instance, shown)
 
 
-def _without_value(message: str, instance: Any) -> str:
-    """The validator's message with the offending value taken out of it."""
+def _branch_message(
+    error: jsonschema_rs.ValidationError, at: list[str | int], redactor: Redactor
+) -> str:
+    """One failure inside an alternative, relative to the value that failed."""
+    path = list(error.instance_path)
+    message = _message(error, redactor)
+    if isinstance(error.kind, _Kind.Required):
+        message = f"{error.kind.property!r} is required"
+    if path[: len(at)] == at and len(path) > len(at):
+        return f"at {json_pointer(path[len(at) :])}: {message}"
+    return message
+
+
+def _quote(instance: Any, redactor: Redactor) -> str:
+    """`instance` as JSON, secrets redacted, cut to MAX_QUOTED characters."""
     try:
-        shown = orjson.dumps(instance).decode()
+        text = orjson.dumps(instance).decode()
+    except TypeError:
+        return "the value"
+    if redactor.could_hold_secrets(text):
+        text = orjson.dumps(redactor.redact(instance)).decode()
+    if len(text) > MAX_QUOTED:
+        extra = f" ({len(instance)} characters)" if isinstance(instance, str) else ""
+        text = f"{text[: MAX_QUOTED - 1]}…{extra}"
+    return text
+
+
+def _requote(message: str, instance: Any, shown: str) -> str:
+    """`message` with the validator's own quotation of `instance` replaced by `shown`."""
+    try:
+        raw = orjson.dumps(instance).decode()
     except TypeError:
         return "is not valid"
-    return message.replace(shown, "the value") if shown in message else "is not valid"
+    if raw == shown:
+        return message
+    return message.replace(raw, shown) if raw in message else "is not valid"

@@ -89,3 +89,37 @@ async def test_a_query_string_that_is_not_utf8_is_a_400(app: Client) -> None:
     assert (status, body["error"]["code"]) == (400, "malformed_query")
     status, body, _ = await app.get("/count?s=%EF%BF%BD%C3%A9")  # a real U+FFFD is fine
     assert (status, body) == (200, {"s": "\ufffdé"})
+
+
+SECRET_MANIFEST = """
+module: s
+actions:
+  - name: s.apply
+    handler: PKG.handlers:echo
+    input:
+      type: object
+      properties: {ssn: {type: integer}, bio: {type: string, maxLength: 10}}
+    triggers: [{api: POST /apply}]
+"""
+
+
+async def test_a_400_never_echoes_a_configured_secret_or_the_whole_input(
+    tmp_path: Path, empty_database: str
+) -> None:
+    config, _ = write_app(
+        tmp_path,
+        {"s.yaml": SECRET_MANIFEST},
+        HANDLERS,
+        config="app: s\nruns: {redact_keys: [password, ssn]}\n",
+    )
+    async with serving(config, empty_database) as client:
+        status, body, _ = await client.post(
+            "/apply", json={"ssn": "123-45-6789", "bio": "y" * 1_000_000}
+        )
+    assert status == 400
+    text = str(body)
+    assert "123-45" not in text
+    assert len(text) < 1000  # the megabyte of input is not sent back
+    by_path = {d["path"]: d["message"] for d in body["error"]["details"]}
+    assert by_path["/ssn"] == 'the value is not of type "integer"'
+    assert by_path["/bio"].endswith("(1000000 characters) is longer than 10 characters")
