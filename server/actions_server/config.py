@@ -42,6 +42,7 @@ class ServerConfig:
     max_body_bytes: int = 10 * 1024 * 1024
     shutdown_grace_seconds: float = 30.0
     body_timeout_seconds: float = 30.0
+    action_timeout_seconds: float = 60.0  # for HTTP runs without their own timeout_seconds
     header_timeout_seconds: float = 15.0  # a request head not in by then: 408, closed
     max_connections: int = 1000  # per process
     access_log: bool = False
@@ -59,7 +60,7 @@ class PoolConfig:
 class DatabaseConfig:
     url: str = EMBEDDED
     pool: PoolConfig = field(default_factory=PoolConfig)
-    statement_timeout_seconds: float | None = None
+    statement_timeout_seconds: float | None = 30.0
     role: str | None = None  # SET LOCAL ROLE for every run, so RLS applies
 
     @property
@@ -112,6 +113,7 @@ class KVConfig:
     backend: str = "postgres"
     url: str | None = None
     prefix: str | None = None
+    timeout_seconds: float = 5.0  # redis: connecting, and each command
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +130,7 @@ class StorageConfig:
     region: str | None = None
     secure: bool = True
     create_bucket: bool = True
+    timeout_seconds: float = 30.0  # s3: each request's reads (connecting: 5 s)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +146,7 @@ class MailConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QueueConfig:
     concurrency: int = 16
+    action_timeout_seconds: float = 900.0  # for job, event and cron runs without their own
     lease_seconds: float = 30.0
     poll_interval_seconds: float = 5.0
     shutdown_grace_seconds: float = 30.0
@@ -489,10 +493,7 @@ def _build(
             **{**server, "trusted_proxies": tuple(server.get("trusted_proxies", ()))}
         ),
         database=DatabaseConfig(
-            url=database.get("url", EMBEDDED),
-            pool=PoolConfig(**pool),
-            statement_timeout_seconds=database.get("statement_timeout_seconds"),
-            role=database.get("role"),
+            **{k: v for k, v in database.items() if k != "pool"}, pool=PoolConfig(**pool)
         ),
         auth=AuthConfig(
             jwt=jwt,

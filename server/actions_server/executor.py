@@ -17,7 +17,7 @@ import copy
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -36,6 +36,7 @@ from .redaction import Redactor
 from .registry import Registry
 from .runs.recorder import RunEntry, RunRecorder, error_record
 from .services import Services
+from .watchdog import Watchdog
 
 log = logging.getLogger("actions_server.executor")
 
@@ -114,8 +115,12 @@ class Executor:
         role: str | None = None,
         recorder: RunRecorder | None = None,
         redactor: Redactor = redaction.DEFAULT,
+        default_timeouts: Mapping[str, float] | None = None,
     ) -> None:
         self.database = database
+        # trigger → seconds, for actions without their own timeout_seconds
+        self.default_timeouts = dict(default_timeouts or {})
+        self.watchdog = Watchdog()
         self.auth = auth
         self.services = services
         self.recorder = recorder
@@ -190,6 +195,11 @@ class Executor:
         )
         completed = False
         started = time.perf_counter()
+        limit = None if action.timeout_seconds is not None else self.default_timeouts.get(trigger)
+        watched = asyncio.current_task() if limit is not None else None
+        if watched is not None:
+            assert limit is not None
+            self.watchdog.watch(watched, limit)
         try:
             if action.timeout_seconds is None and not action.guards and action.input is None:
                 output = await action.handler(payload, ctx)  # nothing to check first
@@ -213,13 +223,23 @@ class Executor:
                 await completion(session)
                 completed = True
         except BaseException as exc:
+            failure: BaseException = exc
+            if watched is not None and self.watchdog.fired(watched):
+                watched.uncancel()  # the watchdog's cancel, not the caller's: a timeout
+                failure = ActionTimeout(
+                    f"the action took longer than {limit:g}s (the default limit)"
+                )
+            if watched is not None:
+                self.watchdog.forget(watched)
             await self._abandon(session, run)
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+            if isinstance(failure, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                 self._record(run, ctx.auth, payload, None, _CANCELLED, started)
                 raise
-            error = self._translate(exc, run)
-            self._record(run, ctx.auth, payload, None, error_record(error, exc), started)
+            error = self._translate(failure, run)
+            self._record(run, ctx.auth, payload, None, error_record(error, failure), started)
             raise error from exc
+        if watched is not None:
+            self.watchdog.forget(watched)
         if session.used:
             try:
                 await session.finish(commit=True)

@@ -90,7 +90,12 @@ async def open_runtime(
             role=config.database.role,
             recorder=recorder,
             redactor=redactor,
+            default_timeouts={
+                "api": config.server.action_timeout_seconds,
+                **dict.fromkeys(("job", "event", "cron"), config.queue.action_timeout_seconds),
+            },
         )
+        stack.push_async_callback(executor.watchdog.close)
         yield Runtime(
             config=config,
             registry=registry,

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import secrets
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .db.pool import Database
@@ -48,7 +49,10 @@ async def open_services(config: Config, database: Database, stack: AsyncExitStac
         from redis.asyncio import Redis
 
         assert config.kv.url is not None  # the config's checks require it
-        client = Redis.from_url(config.kv.url)
+        timeout = config.kv.timeout_seconds
+        client = Redis.from_url(
+            config.kv.url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
         stack.push_async_callback(client.aclose)
         redis_kv = RedisKV(
             client, config.kv.prefix if config.kv.prefix is not None else f"{config.app}:"
@@ -90,6 +94,7 @@ async def open_storage(config: Config) -> tuple[Storage, LocalStorage | None]:
             secret_key=settings.secret_key,
             secure=settings.secure,
             region=settings.region,
+            http_client=s3_http_client(settings.timeout_seconds),
         )
         s3 = S3Storage(client, settings.bucket, max_object_bytes=settings.max_object_bytes)
         if settings.create_bucket:
@@ -102,6 +107,28 @@ async def open_storage(config: Config) -> tuple[Storage, LocalStorage | None]:
         base_url=settings.base_url,
     )
     return local, local
+
+
+S3_CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+def s3_http_client(read_timeout: float) -> Any:
+    """The minio SDK's HTTP client, as it makes its own but with our timeouts: its
+    default waits five minutes to connect and to read."""
+    import certifi
+    import urllib3
+
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=S3_CONNECT_TIMEOUT_SECONDS, read=read_timeout),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        # As the SDK retries, but a read that timed out is retried once, not five
+        # times: a store that stopped answering must not hold a run for minutes.
+        retries=urllib3.Retry(
+            total=5, read=1, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+        ),
+    )
 
 
 def url_secret(config: Config) -> bytes:

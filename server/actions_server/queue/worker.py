@@ -361,7 +361,11 @@ class Worker:
         delay = 0.5
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+                # Bounded like every other connection: a black-holed server must
+                # not hold the listener forever (polling covers the gap meanwhile).
+                conn = await psycopg.AsyncConnection.connect(
+                    self.dsn, autocommit=True, **self.database.options
+                )
                 async with conn:
                     await conn.execute(f"LISTEN {store.CHANNEL}")
                     delay = 0.5
