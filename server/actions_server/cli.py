@@ -405,15 +405,19 @@ def jobs_retry(config_file: Path, job_id: int | None, all_dead: bool) -> None:
 @click.argument("job_id", type=int)
 @click.pass_obj
 def jobs_cancel(config_file: Path, job_id: int) -> None:
-    """Cancel a queued or dead job (a running one finishes its attempt first)."""
+    """Cancel a job: a queued or dead one at once; a running one is stopped by its
+    worker at the handler's next await (within a heartbeat at worst)."""
     from .queue import store
 
     with user_errors():
-        cancelled = _with_connection(config_file, lambda conn: store.cancel(conn, job_id))
-    if not cancelled:
-        click.echo(f"job {job_id} is not queued or dead", err=True)
+        outcome = _with_connection(config_file, lambda conn: store.cancel(conn, job_id))
+    if outcome is None:
+        click.echo(f"job {job_id} is not queued, running or dead", err=True)
         sys.exit(1)
-    click.echo(f"cancelled job {job_id}")
+    if outcome == "requested":
+        click.echo(f"asked the worker running job {job_id} to cancel it")
+    else:
+        click.echo(f"cancelled job {job_id}")
 
 
 @main.group("mail")

@@ -248,8 +248,11 @@ class Dashboard:
                 else:
                     notice = f"job {job_id} is not dead or cancelled"
             else:
-                cancelled = await queue_store.cancel(conn, job_id)
-                notice = f"job {job_id} cancelled" if cancelled else f"job {job_id} is running"
+                outcome = await queue_store.cancel(conn, job_id)
+                notice = {
+                    "cancelled": f"job {job_id} cancelled",
+                    "requested": f"job {job_id} is running: its worker was asked to cancel it",
+                }.get(outcome or "", f"job {job_id} has already finished")
         log.info("dashboard: %s", notice)
         return _redirect(self.url("jobs", status=back, notice=notice))
 

@@ -68,7 +68,16 @@ FROM unnest(%(ids)s::bigint[], %(claims)s::uuid[], %(dead)s::bool[], %(delay)s::
 WHERE j.id = f.id AND j.claim = f.claim AND j.status = 'running';
 
 -- name: heartbeat
+-- Extends the leases; returns the jobs an operator asked to cancel meanwhile.
 UPDATE actions_server.jobs SET locked_until = now() + make_interval(secs => %(lease)s)
+WHERE id = ANY(%(ids)s) AND claim = ANY(%(claims)s) AND status = 'running'
+RETURNING id, cancel_requested;
+
+-- name: finish_cancelled
+UPDATE actions_server.jobs
+SET status = 'cancelled', finished_at = now(), locked_by = NULL, locked_until = NULL,
+    last_error = jsonb_build_object('code', 'cancelled', 'message',
+                                    'cancelled by an operator while it ran')
 WHERE id = ANY(%(ids)s) AND claim = ANY(%(claims)s) AND status = 'running';
 
 -- name: release
@@ -83,8 +92,9 @@ WITH expired AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE actions_server.jobs AS j
-SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
-    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+SET status = CASE WHEN j.cancel_requested THEN 'cancelled'
+                  WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
+    finished_at = CASE WHEN j.cancel_requested OR j.attempts >= j.max_attempts THEN now() END,
     last_error = jsonb_build_object(
         'code', 'lease_expired',
         'message', 'the worker running it stopped before it finished (lease of ' || j.locked_by || ')'),
@@ -145,9 +155,20 @@ WHERE CASE WHEN %(id)s::bigint IS NULL THEN d.status = 'dead'
 ORDER BY d.id;
 
 -- name: cancel
-UPDATE actions_server.jobs SET status = 'cancelled', finished_at = now()
-WHERE id = %s AND status IN ('queued', 'dead')
-RETURNING id;
+-- A job waiting (or dead) is cancelled at once; a running one is asked to stop, and
+-- the workers are told on the queue's channel (`cancel:<id>`).
+WITH stopped AS (
+    UPDATE actions_server.jobs SET status = 'cancelled', finished_at = now()
+    WHERE id = %(id)s AND status IN ('queued', 'dead')
+    RETURNING id, 'cancelled' AS outcome
+), asked AS (
+    UPDATE actions_server.jobs SET cancel_requested = true
+    WHERE id = %(id)s AND status = 'running'
+    RETURNING id, 'requested' AS outcome
+)
+SELECT id, outcome FROM stopped
+UNION ALL
+SELECT id, outcome FROM asked WHERE pg_notify('actions_server_jobs', 'cancel:' || id) IS NOT NULL;
 
 -- name: prune
 WITH done AS (

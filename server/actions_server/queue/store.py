@@ -162,8 +162,15 @@ async def fail(conn: Connection, failures: Sequence[Failure]) -> None:
     )
 
 
-async def heartbeat(conn: Connection, claims: Sequence[Claim], lease_seconds: float) -> None:
-    await conn.execute(Q["heartbeat"], {**_claim_params(claims), "lease": lease_seconds})
+async def heartbeat(conn: Connection, claims: Sequence[Claim], lease_seconds: float) -> set[int]:
+    """Extend the leases of `claims`; the ids of those an operator asked to cancel."""
+    cursor = await conn.execute(Q["heartbeat"], {**_claim_params(claims), "lease": lease_seconds})
+    return {row["id"] for row in await cursor.fetchall() if row["cancel_requested"]}
+
+
+async def finish_cancelled(conn: Connection, claims: Sequence[Claim]) -> None:
+    """Mark jobs whose runs were cancelled on an operator's request."""
+    await conn.execute(Q["finish_cancelled"], _claim_params(claims))
 
 
 async def release(conn: Connection, claims: Sequence[Claim]) -> None:
@@ -252,10 +259,15 @@ async def retry(conn: Connection, job_id: int | None) -> Retried:
     return Retried(queued, held)
 
 
-async def cancel(conn: Connection, job_id: int) -> bool:
-    """Cancel a job that is not running; whether it was."""
-    cursor = await conn.execute(Q["cancel"], (job_id,))
-    return await cursor.fetchone() is not None
+CANCEL_PREFIX = "cancel:"  # a NOTIFY payload on CHANNEL: a running job to stop
+
+
+async def cancel(conn: Connection, job_id: int) -> str | None:
+    """Cancel a job: `cancelled` (it was waiting or dead), `requested` (it is running:
+    its worker stops it at the handler's next await), or None (finished, or no such job)."""
+    cursor = await conn.execute(Q["cancel"], {"id": job_id})
+    row = await cursor.fetchone()
+    return str(row["outcome"]) if row else None
 
 
 async def count_by_state(conn: Connection) -> dict[str, int]:

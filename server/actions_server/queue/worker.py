@@ -94,6 +94,8 @@ class Worker:
         self._backlog = False  # the last claim filled every free slot: more may be waiting
         self._done: list[store.Claim] = []
         self._failures: list[store.Failure] = []
+        self._cancelled: list[store.Claim] = []  # runs stopped on an operator's request
+        self._stop_requested: set[int] = set()  # job ids whose runs this worker cancelled
         self._acks_pending = asyncio.Event()
         self.processed = 0
 
@@ -216,6 +218,13 @@ class Worker:
                     job_id=str(job_id),
                     completion=self._completion(claim),
                 )
+            except asyncio.CancelledError:
+                if job_id not in self._stop_requested:
+                    raise  # shutdown: the job is released for another worker
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                log.warning("job %s cancelled by an operator", job_id, extra={"job_id": job_id})
+                self._cancelled.append(claim)
+                self._acks_pending.set()
             except LeaseLost:
                 log.warning(
                     "job %s: lease lost; another worker has it", job_id, extra={"job_id": job_id}
@@ -240,6 +249,7 @@ class Worker:
             self.processed += 1
         finally:
             self.running.pop(claim, None)
+            self._stop_requested.discard(job_id)
             self._wake_for_more()
 
     def _completion(self, claim: store.Claim) -> Callable[[DbSession], Coroutine[Any, Any, None]]:
@@ -306,6 +316,16 @@ class Worker:
     async def _flush_acks(self) -> bool:
         """Write pending acknowledgements; False when the database refused them for now."""
         self._acks_pending.clear()
+        if self._cancelled:
+            cancelled, self._cancelled = self._cancelled, []
+            try:
+                async with self._connection() as conn:
+                    await store.finish_cancelled(conn, cancelled)
+            except DB_ERRORS as exc:
+                log.warning("cannot mark %d jobs cancelled: %s", len(cancelled), exc)
+                self._cancelled[:0] = cancelled
+                self._acks_pending.set()
+                return False
         while self._done or self._failures:
             done, self._done = self._done[:ACK_BATCH], self._done[ACK_BATCH:]
             failures, self._failures = self._failures[:ACK_BATCH], self._failures[ACK_BATCH:]
@@ -335,7 +355,20 @@ class Worker:
         claims = list(self.running)
         if claims:
             async with self._connection() as conn:
-                await store.heartbeat(conn, claims, self.config.lease_seconds)
+                to_stop = await store.heartbeat(conn, claims, self.config.lease_seconds)
+            for job_id in to_stop:  # a cancel whose NOTIFY this worker missed
+                self.stop_job(job_id)
+
+    def stop_job(self, job_id: int) -> bool:
+        """Cancel the run of `job_id` if this worker has it (an operator asked);
+        the handler sees CancelledError at its next await. Whether it was here."""
+        for claim, task in self.running.items():
+            if claim.job_id == job_id:
+                if job_id not in self._stop_requested:
+                    self._stop_requested.add(job_id)
+                    task.cancel()
+                return True
+        return False
 
     async def _reap(self) -> None:
         async with self._connection() as conn:
@@ -370,8 +403,10 @@ class Worker:
                     await conn.execute(f"LISTEN {store.CHANNEL}")
                     delay = 0.5
                     self._wake.set()  # anything queued while we were not listening
-                    async for _ in conn.notifies():
-                        if self.config.concurrency > len(self.running):
+                    async for notify in conn.notifies():
+                        if notify.payload.startswith(store.CANCEL_PREFIX):
+                            self.stop_job(int(notify.payload.removeprefix(store.CANCEL_PREFIX)))
+                        elif self.config.concurrency > len(self.running):
                             self._wake.set()
             except Exception as exc:
                 log.warning("job notifications lost (%s); polling until they are back", exc)
