@@ -150,6 +150,7 @@ async def test_a_cancel_for_a_dead_workers_job_is_honoured_when_reaped(
     app: Client, empty_database: str
 ) -> None:
     status, body, _ = await app.post("/push")
+    assert status == 200
     job_id = body["job_id"]
     query(
         empty_database,
