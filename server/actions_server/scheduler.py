@@ -179,25 +179,39 @@ class Scheduler:
             self.ticks += 1
             log.debug("cron %s fired for %s (job %s)", name, fire_time.isoformat(), job_id)
 
-    async def _maintain(self, conn: Any, fire_time: datetime.datetime) -> None:
-        won = await store.claim_tick(conn, MAINTENANCE_TICK, fire_time)
-        if won:
-            await run_maintenance(conn, self.config)
+    async def _maintain(self, conn: Connection, fire_time: datetime.datetime) -> None:
+        # One transaction: if pruning fails, the hour is not claimed either, and this
+        # or another instance tries again (within the grace) instead of losing it.
+        async with conn.transaction():
+            if await store.claim_tick(conn, MAINTENANCE_TICK, fire_time):
+                await run_maintenance(conn, self.config)
 
     async def _misfire(self, job_id: str, fire_time: datetime.datetime) -> None:
         cron = self._table.get(job_id)
         await self._record_misfire(cron.action if cron is not None else job_id, fire_time)
 
     async def _record_misfire(self, name: str, fire_time: datetime.datetime) -> None:
+        try:
+            async with self._connection() as conn:
+                recorded = await store.record_misfire(conn, name, fire_time)
+        except Exception as exc:  # the table is for the dashboard; the log says it anyway
+            log.warning(
+                "skipped the %s tick of %s (missed by more than the grace); cannot record it: %s",
+                fire_time.isoformat(),
+                name,
+                exc,
+            )
+            self.misfires += 1
+            return
+        if not recorded:  # another instance ran it in time: nothing was missed
+            log.debug(
+                "the %s tick of %s ran elsewhere (or is recorded)", fire_time.isoformat(), name
+            )
+            return
         self.misfires += 1
         log.warning(
             "skipped the %s tick of %s: missed by more than the grace", fire_time.isoformat(), name
         )
-        try:
-            async with self._connection() as conn:
-                await store.record_misfire(conn, name, fire_time)
-        except Exception as exc:  # counted and logged above; the table is for the dashboard
-            log.warning("cannot record the misfire of %s: %s", name, exc)
 
     def _connection(self) -> AbstractAsyncContextManager[Connection]:
         return self.database.control()

@@ -117,6 +117,17 @@ WITH tick AS (
 )
 SELECT id, pg_notify('actions_server_jobs', '') FROM job;
 
+-- name: misfire
+-- A tick that another instance took in time (its row in cron_ticks) was not missed.
+INSERT INTO actions_server.cron_misfires (action, fire_time)
+SELECT %(action)s, %(fire_time)s
+WHERE NOT EXISTS (
+    SELECT 1 FROM actions_server.cron_ticks
+    WHERE action = %(action)s AND fire_time = %(fire_time)s
+)
+ON CONFLICT DO NOTHING
+RETURNING action;
+
 -- name: list
 SELECT id, kind, name, action, status, priority, attempts, max_attempts, run_at, created_at,
        finished_at, last_error, unique_key

@@ -221,12 +221,11 @@ async def claim_tick(conn: Connection, action: str, fire_time: datetime.datetime
     return await cursor.fetchone() is not None
 
 
-async def record_misfire(conn: Connection, action: str, fire_time: datetime.datetime) -> None:
-    await conn.execute(
-        "INSERT INTO actions_server.cron_misfires (action, fire_time) VALUES (%s, %s) "
-        "ON CONFLICT DO NOTHING",
-        (action, fire_time),
-    )
+async def record_misfire(conn: Connection, action: str, fire_time: datetime.datetime) -> bool:
+    """Record a tick this instance missed, unless another instance ran it; whether
+    it was missed (by every instance so far)."""
+    cursor = await conn.execute(Q["misfire"], {"action": action, "fire_time": fire_time})
+    return await cursor.fetchone() is not None
 
 
 # --- operators ---------------------------------------------------------------------------
