@@ -19,7 +19,7 @@ from .mail.message import Mail
 from .queue.facades import EventBuffer, Events, Queue
 from .redaction import Redactor
 from .registry import Registry
-from .runs.recorder import LogEntry
+from .runs.lines import LogEntry
 from .services import Services
 from .storage import Storage
 

@@ -34,7 +34,8 @@ from .jsonutil import dumps
 from .manifests.model import ActionSpec
 from .redaction import Redactor
 from .registry import Registry
-from .runs.recorder import RunEntry, RunRecorder, error_record
+from .runs.lines import RunEntry
+from .runs.recorder import RunRecorder, error_record
 from .services import Services
 from .watchdog import Watchdog
 

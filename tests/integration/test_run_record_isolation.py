@@ -15,7 +15,8 @@ from actions_server.config import RunsConfig
 from actions_server.context import RunInfo
 from actions_server.db.migrate import apply_migrations
 from actions_server.redaction import Redactor
-from actions_server.runs.recorder import RunEntry, RunRecorder
+from actions_server.runs.lines import RunEntry
+from actions_server.runs.recorder import RunRecorder
 from support.polling import query
 
 pytestmark = pytest.mark.integration

@@ -22,86 +22,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
-import orjson
 import psycopg
 
 from .. import metrics
 from ..config import RunsConfig
 from ..errors import ActionError
-from ..jsonutil import dumps
-from ..redaction import Redactor, rebuild
-
-if TYPE_CHECKING:
-    from ..context import RunInfo
+from ..redaction import Redactor
+from .lines import (
+    COPY_LOGS,
+    COPY_RUNS,
+    LineWriter,
+    LogEntry,
+    RunEntry,
+    encode,
+    log_size,
+    run_size,
+)
 
 log = logging.getLogger("actions_server.runs")
 
-RUN_COLUMNS = (
-    "id", "action", "trigger", "status", "input", "output", "error", "started_at",
-    "duration_ms", "attempt", "trace_id", "parent_id", "job_id", "user_id", "org_id",
-)  # fmt: skip
-LOG_COLUMNS = ("run_id", "at", "level", "message", "fields")
-COPY_RUNS = f"COPY actions_server.runs ({', '.join(RUN_COLUMNS)}) FROM STDIN"
-COPY_LOGS = f"COPY actions_server.run_logs ({', '.join(LOG_COLUMNS)}) FROM STDIN"
-# COPY's text format: tab-separated, one row per line, \N for NULL, and these escaped.
-NULL = "\\N"
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 T = TypeVar("T")
 SLICE = 50  # entries encoded between two turns of the event loop
 SLICE_CHARS = 256 * 1024  # ...or this much text, whichever comes first
 CLOSE_TIMEOUT_SECONDS = 5.0
 MAX_TRACEBACK = 8000
 GIVE_UP_AFTER = 3  # records in a row that even a note cannot replace
-
-
-class RunEntry(NamedTuple):
-    run: RunInfo
-    user_id: str | None
-    org_id: str | None
-    input: Any  # given: any JSON value; buffered: its JSON (bytes), or None
-    output: bytes | None  # on success, the output's JSON as the response carried it
-    error: dict[str, Any] | None
-    ended: float  # time.time()
-    duration: float  # seconds
-
-
-class LogEntry(NamedTuple):
-    run_id: str
-    at: float
-    level: str
-    message: str
-    fields: Any  # given: a dict; buffered: its JSON (bytes)
-
-
-ENTRY_OVERHEAD = 256  # bytes a buffered entry costs beside its JSON, roughly
-
-
-def encode(value: Any) -> bytes | None:
-    """`value` as JSON bytes, now; a note saying why when it cannot be encoded."""
-    if value is None or isinstance(value, bytes):
-        return value
-    try:
-        return dumps(value)
-    except TypeError:
-        pass
-    try:  # a lone surrogate in a string, or nesting beyond what orjson writes
-        return dumps(rebuild(value, fix_text=True))
-    except TypeError as exc:
-        return dumps({"unrecordable": f"{type(value).__name__}: {str(exc)[:200]}"})
-
-
-def _run_size(entry: RunEntry) -> int:
-    return len(entry.input or b"") + len(entry.output or b"") + ENTRY_OVERHEAD
-
-
-def _log_size(entry: LogEntry) -> int:
-    return len(entry.message) + len(entry.fields) + ENTRY_OVERHEAD
 
 
 def error_record(error: ActionError, cause: BaseException | None) -> dict[str, Any]:
@@ -122,15 +72,14 @@ class RunRecorder:
         self.redactor = redactor
         self.runs: deque[RunEntry] = deque()
         self.logs: deque[LogEntry] = deque()
-        self.buffered_bytes = 0  # of both buffers, by _run_size and _log_size
+        self.buffered_bytes = 0  # of both buffers, by run_size and log_size
         self.dropped_runs = 0
         self.dropped_logs = 0
         self._wake = asyncio.Event()  # a batch is full
         self._stop = asyncio.Event()
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._second = -1
-        self._second_text = ""
+        self.lines = LineWriter(redactor, config.max_value_bytes)
 
     # --- the request path: append and return ---------------------------------------
 
@@ -146,7 +95,7 @@ class RunRecorder:
             entry.duration,
         )
         self.runs.append(entry)
-        self.buffered_bytes += _run_size(entry)
+        self.buffered_bytes += run_size(entry)
         if len(self.runs) > self.config.buffer_size:
             self._drop_oldest_run()
         while self.buffered_bytes > self.config.buffer_bytes and len(self.runs) > 1:
@@ -157,7 +106,7 @@ class RunRecorder:
     def add_log(self, entry: LogEntry) -> None:
         entry = LogEntry(entry.run_id, entry.at, entry.level, entry.message, encode(entry.fields))
         self.logs.append(entry)
-        self.buffered_bytes += _log_size(entry)
+        self.buffered_bytes += log_size(entry)
         if len(self.logs) > self.config.buffer_size:
             self._drop_oldest_log()
         while self.buffered_bytes > self.config.buffer_bytes and len(self.logs) > 1:
@@ -166,18 +115,18 @@ class RunRecorder:
             self._wake.set()
 
     def _drop_oldest_run(self) -> None:
-        self.buffered_bytes -= _run_size(self.runs.popleft())
+        self.buffered_bytes -= run_size(self.runs.popleft())
         self._dropped("runs", 1)
 
     def _drop_oldest_log(self) -> None:
-        self.buffered_bytes -= _log_size(self.logs.popleft())
+        self.buffered_bytes -= log_size(self.logs.popleft())
         self._dropped("logs", 1)
 
     def _take(self) -> tuple[list[RunEntry], list[LogEntry]]:
         size = self.config.batch_size
         runs = [self.runs.popleft() for _ in range(min(size, len(self.runs)))]
         logs = [self.logs.popleft() for _ in range(min(size, len(self.logs)))]
-        self.buffered_bytes -= sum(map(_run_size, runs)) + sum(map(_log_size, logs))
+        self.buffered_bytes -= sum(map(run_size, runs)) + sum(map(log_size, logs))
         return runs, logs
 
     # --- the flusher ------------------------------------------------------------------
@@ -253,10 +202,10 @@ class RunRecorder:
                 cursor = conn.cursor()
                 if runs:
                     async with cursor.copy(COPY_RUNS) as copy:
-                        await _write_in_slices(copy, runs, self._run_line, self._run_note)
+                        await _write_in_slices(copy, runs, self.lines.run_line, self.lines.run_note)
                 if logs:
                     async with cursor.copy(COPY_LOGS) as copy:
-                        await _write_in_slices(copy, logs, self._log_line, self._log_note)
+                        await _write_in_slices(copy, logs, self.lines.log_line, self.lines.log_note)
         except asyncio.CancelledError:  # the transaction rolled back: nothing was written
             self._put_back(runs, logs)
             raise
@@ -295,8 +244,8 @@ class RunRecorder:
         try:
             conn = await self._connection()
             for pending, copy_sql, line, note, kind in (
-                (pending_runs, COPY_RUNS, self._run_line, self._run_note, "runs"),
-                (pending_logs, COPY_LOGS, self._log_line, self._log_note, "logs"),
+                (pending_runs, COPY_RUNS, self.lines.run_line, self.lines.run_note, "runs"),
+                (pending_logs, COPY_LOGS, self.lines.log_line, self.lines.log_note, "logs"),
             ):
                 while pending and failures_in_a_row < GIVE_UP_AFTER:
                     if await self._copy_one(conn, copy_sql, line, note, pending[0]):
@@ -354,7 +303,7 @@ class RunRecorder:
         limit = self.config.buffer_size
         self._dropped("runs", _return_to_front(self.runs, runs, limit))
         self._dropped("logs", _return_to_front(self.logs, logs, limit))
-        self.buffered_bytes = sum(map(_run_size, self.runs)) + sum(map(_log_size, self.logs))
+        self.buffered_bytes = sum(map(run_size, self.runs)) + sum(map(log_size, self.logs))
 
     def _dropped(self, kind: str, count: int) -> None:
         if count:
@@ -376,85 +325,6 @@ class RunRecorder:
             with contextlib.suppress(Exception):
                 await self._conn.close()
             self._conn = None
-
-    # --- rows -------------------------------------------------------------------------
-
-    # Each row is one line of COPY's text format (tab-separated, \N for NULL), built
-    # with one f-string: psycopg's write_row costs several µs a row in Python, which
-    # a busy server would pay for every request it records. Values that can hold
-    # anything go through _field; ids, names and numbers the framework made cannot
-    # hold a tab, a newline or a backslash.
-
-    def _run_line(self, entry: RunEntry, note: str | None = None) -> str:
-        run, error = entry.run, entry.error
-        status = "ok" if error is None else "rejected" if error["status"] < 500 else "error"
-        input_json: str | None
-        output: str | None
-        error_json: str | None
-        if note is not None:  # the record itself could not be stored: say so instead
-            input_json, output, error_json = _note(note), None, None
-            if error is not None:
-                kept = {"code": error["code"], "status": error["status"], "message": "(see input)"}
-                error_json = dumps(kept).decode()
-        elif error is None:
-            input_json, output, error_json = self._json(entry.input), self._json(entry.output), None
-        else:
-            input_json, output, error_json = (
-                self._json(entry.input),
-                None,
-                self._json(encode(error)),
-            )
-        started = self._timestamp(entry.ended - entry.duration)
-        return (
-            f"{run.id}\t{run.action}\t{run.trigger}\t{status}\t{_field(input_json)}"
-            f"\t{_field(output)}\t{_field(error_json)}\t{started}\t{entry.duration * 1000}"
-            f"\t{run.attempt}\t{_text(run.trace_id)}\t{run.parent_id or NULL}"
-            f"\t{run.job_id or NULL}\t{_text(entry.user_id)}\t{_text(entry.org_id)}\n"
-        )
-
-    def _run_note(self, entry: RunEntry, reason: str) -> str:
-        return self._run_line(entry, note=reason)
-
-    def _log_line(self, entry: LogEntry, note: str | None = None) -> str:
-        at = self._timestamp(entry.at)
-        fields: str | None
-        if note is not None:
-            message, fields = "(a log line that could not be stored)", _note(note)
-        else:
-            message, fields = entry.message.replace("\x00", ""), self._json(entry.fields)
-        return f"{entry.run_id}\t{at}\t{entry.level}\t{_field(message)}\t{_field(fields or '{}')}\n"
-
-    def _log_note(self, entry: LogEntry, reason: str) -> str:
-        return self._log_line(entry, note=reason)
-
-    def _timestamp(self, seconds: float) -> str:
-        """`seconds` since the epoch as timestamptz text; the date part is reused while
-        runs keep falling in the same second, as under load they do."""
-        whole = int(seconds)
-        if whole != self._second:
-            self._second = whole
-            self._second_text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole))
-        return f"{self._second_text}.{int((seconds - whole) * 1_000_000):06d}+00"
-
-    def _json(self, value: bytes | None) -> str | None:
-        """Encoded JSON as stored: redacted, NUL-free, or a note when too large."""
-        if value is None or value == b"null":
-            return None
-        if len(value) > self.config.max_value_bytes:
-            return _note(
-                f"not stored: {len(value)} bytes, over runs.max_value_bytes "
-                f"({self.config.max_value_bytes})",
-                size=len(value),
-            )
-        text = value.decode()
-        if self.redactor.could_hold_secrets(text):
-            text = dumps(self.redactor.redact(orjson.loads(value))).decode()
-        return _storable_json(text)
-
-
-def _note(reason: str, **more: Any) -> str:
-    """What is stored in place of a value that could not be: valid JSON saying why."""
-    return dumps({"unrecordable": reason, **more}).decode()
 
 
 def _safe_line(line: Callable[[Any], str], note: Callable[[Any, str], str], entry: Any) -> str:
@@ -498,29 +368,7 @@ def _return_to_front(buffer: deque[T], batch: list[T], limit: int) -> int:
     return len(batch) - len(kept)
 
 
-def _field(text: str | None) -> str:
-    """A value for COPY's text format: NULL, or the text with its specials escaped."""
-    if text is None:
-        return NULL
-    if "\\" in text or "\n" in text or "\t" in text or "\r" in text:
-        return text.translate(_COPY_ESCAPES)
-    return text
-
-
 def _refusal(exc: psycopg.Error) -> str:
     """Why the database refused a record, without the record: the server's detail
     and context lines quote the row, secrets and all."""
     return f"{type(exc).__name__}: {(exc.diag.message_primary or '')[:200]}"
-
-
-def _text(text: str | None) -> str:
-    """A caller-supplied text (a token's subject, an org id, a trace id) for COPY:
-    PostgreSQL's text cannot hold NUL, which would fail the whole batch."""
-    if text is not None and "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    return _field(text)
-
-
-def _storable_json(text: str) -> str:
-    """JSON that jsonb accepts: it refuses the NUL character, even escaped."""
-    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
