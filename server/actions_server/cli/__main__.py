@@ -1,0 +1,5 @@
+"""`python -m actions_server.cli`."""
+
+from . import main
+
+main()

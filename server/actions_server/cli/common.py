@@ -1,0 +1,54 @@
+"""What every command shares: the config argument, loading, and errors a user can fix
+(a message and exit code 1, never a traceback)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO, TypeVar
+
+import click
+
+from ..config import Config, load_config
+from ..errors import ActionError, ActionsServerError, LoadError
+from ..logs import configure_logging
+from ..registry import Registry, load_registry
+
+T = TypeVar("T")
+
+config_argument = click.argument(
+    "config_file", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path)
+)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn errors a user can fix into a message and exit code 1."""
+    try:
+        yield
+    except LoadError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        count = len(exc.problems)
+        click.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+        sys.exit(1)
+    except ActionError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    except ActionsServerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def _load(config_file: Path, log_to: TextIO | None = None) -> tuple[Config, Registry]:
+    config = load_config(config_file)
+    configure_logging(config.logging.level, config.logging.format, log_to)
+    return config, load_registry(config)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="actions-server")
+def main() -> None:
+    """A declarative, YAML-driven action server."""
