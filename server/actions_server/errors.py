@@ -28,8 +28,16 @@ DESIGN.md §5, the CLI prints the same body.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+MAX_TRACEBACK = 8000  # characters of a traceback kept with a failed run or job
+
+
+def traceback_text(cause: BaseException) -> str:
+    """The end of `cause`'s traceback, as Python prints it, at most MAX_TRACEBACK long."""
+    return "".join(traceback.format_exception(cause))[-MAX_TRACEBACK:]
 
 
 class ActionsServerError(Exception):

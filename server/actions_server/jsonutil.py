@@ -58,6 +58,18 @@ def dumps_pretty(value: Any) -> str:
 loads = orjson.loads
 
 
+def storable_text(text: str) -> str:
+    """`text` as PostgreSQL can store it (in text and in jsonb): NUL becomes U+FFFD
+    and a lone surrogate '?'. Cheap when there is nothing to replace."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def parse_input(body: bytes) -> Any:
     """`body` parsed as JSON input: JSONDecodeError when it is not JSON, InputError
     when it is deeper than MAX_DEPTH or holds an integer beyond 64 bits."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .config import DEFAULT_REDACT_KEYS
+from .jsonutil import storable_text
 
 REDACTED = "[redacted]"
 TOO_DEEP = "[too deep]"
@@ -73,7 +74,7 @@ def rebuild(
 ) -> Any:
     """A copy of the JSON-like `value` (dicts, lists, tuples as lists, scalars):
     values under keys that are `sensitive` become REDACTED, and with `fix_text`
-    every string is made valid UTF-8 (a lone surrogate becomes '?').
+    every string is made storable (jsonutil.storable_text).
 
     Iterative, never recursive: a value nested a thousand deep (hostile input, a
     cycle) must not reach Python's recursion limit, which would cost the record
@@ -83,7 +84,7 @@ def rebuild(
 
     def leaf(item: Any) -> Any:
         if fix_text and isinstance(item, str):
-            return _valid_text(item)
+            return storable_text(item)
         return item
 
     if not isinstance(value, dict | list | tuple):
@@ -112,11 +113,3 @@ def rebuild(
             else:
                 target.append(child)
     return root
-
-
-def _valid_text(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
-    return text

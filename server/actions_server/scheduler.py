@@ -18,20 +18,17 @@ import asyncio
 import datetime
 import logging
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import psycopg
 from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from psycopg_pool import PoolTimeout
 
 from .auth import SYSTEM
 from .config import Config
+from .db.pool import OUTAGE_ERRORS as DB_ERRORS
 from .db.pool import Connection, Database
-from .errors import DatabaseUnavailable
 from .executor import new_trace_id
 from .maintenance import MAINTENANCE_CRON, MAINTENANCE_TICK, run_maintenance
 from .manifests.cron import parse_cron, pins_hour, repeats_wall_time
@@ -40,7 +37,6 @@ from .registry import Registry
 
 log = logging.getLogger("actions_server.scheduler")
 
-DB_ERRORS = (DatabaseUnavailable, psycopg.OperationalError, PoolTimeout)
 Fire = Callable[[str, datetime.datetime], Awaitable[None]]
 
 
@@ -160,7 +156,7 @@ class Scheduler:
                 pause = min(pause * 2, 5.0)
 
     async def _enqueue(self, name: str, fire_time: datetime.datetime) -> None:
-        async with self._connection() as conn:
+        async with self.database.control() as conn:
             if name == MAINTENANCE_TICK:
                 await self._maintain(conn, fire_time)
                 return
@@ -192,7 +188,7 @@ class Scheduler:
 
     async def _record_misfire(self, name: str, fire_time: datetime.datetime) -> None:
         try:
-            async with self._connection() as conn:
+            async with self.database.control() as conn:
                 recorded = await store.record_misfire(conn, name, fire_time)
         except Exception as exc:  # the table is for the dashboard; the log says it anyway
             log.warning(
@@ -212,9 +208,6 @@ class Scheduler:
         log.warning(
             "skipped the %s tick of %s: missed by more than the grace", fire_time.isoformat(), name
         )
-
-    def _connection(self) -> AbstractAsyncContextManager[Connection]:
-        return self.database.control()
 
 
 @dataclass(frozen=True, slots=True)

@@ -376,7 +376,7 @@ async def test_an_error_text_postgres_cannot_store_is_cleaned_not_lost(
             lambda: query(empty_database, "SELECT * FROM actions_server.jobs WHERE status = 'dead'")
         )
     [job] = dead
-    assert "NUL \\0 and a lone surrogate ?" in job["last_error"]["traceback"]
+    assert "NUL \ufffd and a lone surrogate ?" in job["last_error"]["traceback"]
 
 
 async def test_a_job_for_an_action_this_worker_lacks_waits_without_using_attempts(

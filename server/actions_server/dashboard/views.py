@@ -136,7 +136,7 @@ class Dashboard:
     ) -> web.StreamResponse:
         registry = self.runtime.registry
         names = sorted(registry.actions)
-        async with self._connection() as conn:
+        async with self.runtime.database.detached() as conn:
             stats = {
                 row["action"]: row
                 for row in await queries.action_stats(conn, names, STATS_WINDOW_SECONDS)
@@ -169,7 +169,7 @@ class Dashboard:
             starts.append(datetime.datetime.now(datetime.UTC).timestamp() - since_hours * 3600)
         since = max((s for s in starts if s is not None), default=None)
         until = _moment(query.get("until"), "until")
-        async with self._connection() as conn:
+        async with self.runtime.database.detached() as conn:
             rows = await queries.runs(
                 conn,
                 action=filters["action"],
@@ -201,7 +201,7 @@ class Dashboard:
         if len(rest) != 1:
             raise NotFound("no such run")
         run_id = _uuid(rest[0], "run id")
-        async with self._connection() as conn:
+        async with self.runtime.database.detached() as conn:
             row = await queries.run(conn, run_id)
             if row is None:
                 raise NotFound(f"no run {run_id} (it may have been pruned)")
@@ -215,7 +215,7 @@ class Dashboard:
         self, request: web.BaseRequest, session: Session, rest: list[str]
     ) -> web.StreamResponse:
         status = _choice(request.query.get("status"), JOB_STATES, "status") or "dead"
-        async with self._connection() as conn:
+        async with self.runtime.database.detached() as conn:
             rows = await queries.jobs(conn, status)
             counts = await queue_store.count_by_state(conn)
         context = {
@@ -238,7 +238,7 @@ class Dashboard:
             raise NotFound("no such job action")
         job_id, verb = int(rest[0]), rest[1]
         back = _choice(_text(form.get("back")), JOB_STATES, "back") or "dead"
-        async with self._connection() as conn:
+        async with self.runtime.database.detached() as conn:
             if verb == "retry":
                 retried = await queue_store.retry(conn, job_id)
                 if retried.queued:
@@ -273,7 +273,7 @@ class Dashboard:
             for s in registry.schedules
         ]
         names = sorted({s["action"] for s in schedules})
-        async with self._connection() as conn:
+        async with self.runtime.database.detached() as conn:
             recent = await queries.cron_runs(conn, names)
             missed = await queries.misfires(conn)
         by_action: dict[str, list[dict[str, Any]]] = {}
@@ -285,14 +285,14 @@ class Dashboard:
     async def events(
         self, request: web.BaseRequest, session: Session, rest: list[str]
     ) -> web.StreamResponse:
-        async with self._connection() as conn:
+        async with self.runtime.database.detached() as conn:
             rows = await queries.events(conn)
         return self.render("events.html.j2", {"events": rows}, session=session)
 
     async def mail(
         self, request: web.BaseRequest, session: Session, rest: list[str]
     ) -> web.StreamResponse:
-        async with self._connection() as conn:
+        async with self.runtime.database.detached() as conn:
             rows = await queries.outbox(conn)
         return self.render("mail.html.j2", {"messages": rows}, session=session)
 
@@ -316,9 +316,6 @@ class Dashboard:
         return web.Response(
             text=body, status=status, headers={**SECURITY_HEADERS, "Content-Type": HTML}
         )
-
-    def _connection(self) -> Any:
-        return self.runtime.database.detached()
 
 
 def _redirect(location: str) -> web.Response:

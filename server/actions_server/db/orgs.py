@@ -19,6 +19,7 @@ from psycopg import sql
 
 from ..config import OrgTables
 from .pool import Connection
+from .query import table_identifier as _table
 
 ACTIVE_STATUSES = ("active", "trialing")
 ID_FORMATS = ("uuid", "integer", "text")
@@ -31,10 +32,6 @@ class IdFormats:
 
     org: str = "text"
     user: str = "text"
-
-
-def _table(name: str) -> sql.Identifier:
-    return sql.Identifier(*name.split(".", 1))
 
 
 def membership_query(tables: OrgTables) -> sql.Composed:

@@ -49,6 +49,9 @@ Statement = tuple[sql.SQL | sql.Composed, Sequence[Any] | None]
 _BEGIN = sql.SQL("BEGIN")
 _PING = sql.SQL("SELECT 1")
 
+# What a lost or overloaded database looks like to background loops: try again later.
+OUTAGE_ERRORS = (DatabaseUnavailable, psycopg.OperationalError, PoolTimeout)
+
 CONTROL_POOL_SIZE = 3
 DETACHED_POOL_SIZE = 4
 # A pool gives up on a refused connection at once (after one immediate retry)

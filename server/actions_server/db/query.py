@@ -79,11 +79,13 @@ class Query:
         if self.operation != "select":
             raise QueryError("count() applies to a select, not to " + self.operation)
         where, params = _where(self.filters)
-        query = sql.SQL("SELECT count(*) AS count FROM {}{}").format(_table(self.table), where)
+        query = sql.SQL("SELECT count(*) AS count FROM {}{}").format(
+            table_identifier(self.table), where
+        )
         return query, params
 
 
-def _table(name: str) -> sql.Identifier:
+def table_identifier(name: str) -> sql.Identifier:
     """`users` or `schema.users`, quoted."""
     return sql.Identifier(*name.split(".", 1))
 
@@ -138,7 +140,7 @@ def _refuse(query: Query, *parts: str) -> None:
 def _render_select(query: Query) -> tuple[sql.Composed, list[Any]]:
     where, params = _where(query.filters)
     parts: list[sql.Composable] = [
-        sql.SQL("SELECT {} FROM {}").format(_columns(query.columns), _table(query.table)),
+        sql.SQL("SELECT {} FROM {}").format(_columns(query.columns), table_identifier(query.table)),
         where,
     ]
     if query.orders:
@@ -186,7 +188,7 @@ def _render_insert(query: Query) -> tuple[sql.Composed, list[Any]]:
     if len(query.rows) > 1 and any(not row for row in query.rows):
         raise QueryError("an empty row cannot be inserted beside others")
     columns, values, params, _ = _values(query)
-    head = sql.SQL("INSERT INTO {}").format(_table(query.table))
+    head = sql.SQL("INSERT INTO {}").format(table_identifier(query.table))
     return sql.Composed([head, columns, values, _returning(query)]), params
 
 
@@ -204,7 +206,7 @@ def _render_upsert(query: Query) -> tuple[sql.Composed, list[Any]]:
         action: sql.Composable = sql.SQL(" DO UPDATE SET ") + assignments
     else:
         action = sql.SQL(" DO NOTHING")
-    head = sql.SQL("INSERT INTO {}").format(_table(query.table))
+    head = sql.SQL("INSERT INTO {}").format(table_identifier(query.table))
     on_conflict = sql.SQL(" ON CONFLICT (") + target + sql.SQL(")")
     return sql.Composed([head, columns, values, on_conflict, action, _returning(query)]), params
 
@@ -219,7 +221,7 @@ def _render_update(query: Query) -> tuple[sql.Composed, list[Any]]:
         sql.SQL("{} = %s").format(sql.Identifier(name)) for name in query.changes
     )
     where, where_params = _where(query.filters)
-    head = sql.SQL("UPDATE {} SET ").format(_table(query.table))
+    head = sql.SQL("UPDATE {} SET ").format(table_identifier(query.table))
     return sql.Composed([head, assignments, where, _returning(query)]), params + where_params
 
 
@@ -227,7 +229,7 @@ def _render_delete(query: Query) -> tuple[sql.Composed, list[Any]]:
     _refuse(query, "orders", "limit", "offset")
     _refuse_unfiltered(query)
     where, params = _where(query.filters)
-    head = sql.SQL("DELETE FROM {}").format(_table(query.table))
+    head = sql.SQL("DELETE FROM {}").format(table_identifier(query.table))
     return sql.Composed([head, where, _returning(query)]), params
 
 

@@ -11,7 +11,7 @@ transaction. `transaction()` nests a savepoint inside it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,11 +19,10 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from ..errors import ActionsServerError
-from .pool import Connection, Database
+from .pool import Connection, Database, Statement
 from .query import Order, Query, QueryError
 
 Row = dict[str, Any]
-Statement = tuple[sql.SQL | sql.Composed, Sequence[Any] | None]
 
 
 class TransactionAborted(ActionsServerError):
@@ -218,7 +217,7 @@ class TableQuery:
     # columns and shape
 
     def select(self, *columns: str) -> TableQuery:
-        names = tuple(c.strip() for spec in columns for c in spec.split(",") if c.strip())
+        names = column_names(columns)
         return self._with(self._query.with_(columns=names))
 
     def order(self, column: str, desc: bool = False, nulls_first: bool | None = None) -> TableQuery:
@@ -232,7 +231,7 @@ class TableQuery:
         return self._with(self._query.with_(offset=_non_negative("offset", count)))
 
     def returning(self, *columns: str) -> TableQuery:
-        names = tuple(c.strip() for spec in columns for c in spec.split(",") if c.strip())
+        names = column_names(columns)
         return self._with(self._query.with_(returning=names))
 
     # filters
@@ -283,8 +282,7 @@ class TableQuery:
         rows: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         on_conflict: str | Sequence[str] = "id",
     ) -> TableQuery:
-        conflict = (on_conflict,) if isinstance(on_conflict, str) else tuple(on_conflict)
-        conflict = tuple(c.strip() for spec in conflict for c in spec.split(",") if c.strip())
+        conflict = column_names((on_conflict,) if isinstance(on_conflict, str) else on_conflict)
         return self._with(
             self._query.with_(operation="upsert", rows=_rows(rows), conflict=conflict)
         )
@@ -326,6 +324,11 @@ class TableQuery:
 
     def __repr__(self) -> str:
         return f"<TableQuery {self._query.operation} {self._query.table!r}>"
+
+
+def column_names(specs: Iterable[str]) -> tuple[str, ...]:
+    """Column names given one by one or comma-separated (`"id, name"`), as the seed does."""
+    return tuple(c.strip() for spec in specs for c in spec.split(",") if c.strip())
 
 
 def _rows(rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:

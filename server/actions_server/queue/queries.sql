@@ -23,6 +23,13 @@ WITH new AS (
 )
 SELECT id, unique_key, pg_notify('actions_server_jobs', '') FROM inserted;
 
+-- name: listen
+-- The queue's one channel: new work (an empty payload) and cancels (`cancel:<id>`).
+LISTEN actions_server_jobs;
+
+-- name: notify
+SELECT pg_notify('actions_server_jobs', %s);
+
 -- name: existing
 SELECT id, unique_key FROM actions_server.jobs
 WHERE unique_key = ANY(%s) AND status IN ('queued', 'running');

@@ -29,7 +29,6 @@ from ..db.pool import Connection
 from ..db.sqlfile import load_queries
 
 Q = load_queries(Path(__file__).with_name("queries.sql"))
-CHANNEL = "actions_server_jobs"
 UNFINISHED = ("queued", "running")
 
 
@@ -91,6 +90,11 @@ async def enqueue(conn: Connection, jobs: Sequence[NewJob]) -> list[int]:
         columns["principal"].append(Jsonb(dict(job.principal)))
     cursor = await conn.execute(Q["enqueue"], columns)
     return [row["id"] for row in await cursor.fetchall()]
+
+
+async def listen(conn: Connection) -> None:
+    """Subscribe `conn` to the queue's channel (the name lives in queries.sql only)."""
+    await conn.execute(Q["listen"])
 
 
 async def existing(conn: Connection, unique_keys: Sequence[str]) -> dict[str, int]:
@@ -254,11 +258,11 @@ async def retry(conn: Connection, job_id: int | None) -> Retried:
         cursor = await conn.execute(Q["held"], {"id": job_id})
         held = {row["id"]: row["holder"] for row in await cursor.fetchall()}
         if queued:
-            await conn.execute("SELECT pg_notify('actions_server_jobs', '')")
+            await conn.execute(Q["notify"], ("",))
     return Retried(queued, held)
 
 
-CANCEL_PREFIX = "cancel:"  # a NOTIFY payload on CHANNEL: a running job to stop
+CANCEL_PREFIX = "cancel:"  # a NOTIFY payload on the queue's channel: a running job to stop
 
 
 async def cancel(conn: Connection, job_id: int) -> str | None:

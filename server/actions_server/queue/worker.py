@@ -31,29 +31,27 @@ import os
 import random
 import socket
 import time
-import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import psycopg
-from psycopg_pool import PoolTimeout
 
 from .. import metrics
 from ..auth import Principal
 from ..config import QueueConfig
-from ..db.pool import Connection, Database
+from ..db.pool import OUTAGE_ERRORS as DB_ERRORS
+from ..db.pool import Database
 from ..db.session import DbSession
-from ..errors import ActionError, DatabaseUnavailable, ServerBusy, ValidationFailed
+from ..errors import ActionError, DatabaseUnavailable, ServerBusy, ValidationFailed, traceback_text
 from ..executor import Executor
 from ..guards import Caller
+from ..jsonutil import storable_text
 from ..manifests.model import ActionSpec
 from . import store
 from .retry import gives_up, retry_delay
 
 log = logging.getLogger("actions_server.worker")
 
-# What a lost or overloaded database looks like from here: try again later.
-DB_ERRORS = (DatabaseUnavailable, psycopg.OperationalError, PoolTimeout)
 
 TRIGGERS = {"job": "job", "event": "event", "cron": "cron"}
 ACK_DELAY_SECONDS = 0.01  # gather acknowledgements this long before writing them
@@ -160,12 +158,12 @@ class Worker:
                     await self._wake.wait()
 
     async def _claim(self, limit: int) -> list[dict[str, Any]]:
-        async with self._connection() as conn:
+        async with self.database.control() as conn:
             return await store.claim(conn, self.name, limit, self.config.lease_seconds)
 
     async def _until_next_due(self, poll: float) -> float:
         try:
-            async with self._connection() as conn:
+            async with self.database.control() as conn:
                 due = await store.next_due(conn)
         except Exception:  # the claim loop's next pass reports a lasting problem
             return min(poll, ERROR_PAUSE_SECONDS)
@@ -276,13 +274,13 @@ class Worker:
         dead = dead or (counts and gives_up(attempt, row["max_attempts"]))
         error: dict[str, Any] = {
             "code": exc.code,
-            "message": _storable(exc.message),
+            "message": storable_text(exc.message),
             "status": exc.status,
             "attempt": attempt,
         }
         cause = exc.__cause__
         if cause is not None and exc.status >= 500:
-            error["traceback"] = _storable("".join(traceback.format_exception(cause))[-8000:])
+            error["traceback"] = storable_text(traceback_text(cause))
         if delay is None:
             delay = 0.0 if dead or action is None else retry_delay(action.retry, attempt)
         extra = {"job_id": row["id"], "attempt": attempt, "action": row["action"]}
@@ -319,7 +317,7 @@ class Worker:
         if self._cancelled:
             cancelled, self._cancelled = self._cancelled, []
             try:
-                async with self._connection() as conn:
+                async with self.database.control() as conn:
                     await store.finish_cancelled(conn, cancelled)
             except DB_ERRORS as exc:
                 log.warning("cannot mark %d jobs cancelled: %s", len(cancelled), exc)
@@ -330,7 +328,7 @@ class Worker:
             done, self._done = self._done[:ACK_BATCH], self._done[ACK_BATCH:]
             failures, self._failures = self._failures[:ACK_BATCH], self._failures[ACK_BATCH:]
             try:
-                async with self._connection() as conn:
+                async with self.database.control() as conn:
                     if done:
                         await store.complete(conn, done)
                     await store.fail(conn, failures)
@@ -354,7 +352,7 @@ class Worker:
     async def _heartbeat(self) -> None:
         claims = list(self.running)
         if claims:
-            async with self._connection() as conn:
+            async with self.database.control() as conn:
                 to_stop = await store.heartbeat(conn, claims, self.config.lease_seconds)
             for job_id in to_stop:  # a cancel whose NOTIFY this worker missed
                 self.stop_job(job_id)
@@ -371,7 +369,7 @@ class Worker:
         return False
 
     async def _reap(self) -> None:
-        async with self._connection() as conn:
+        async with self.database.control() as conn:
             reaped = await store.reap_expired(conn)
         if reaped:
             log.warning("put back %d jobs whose worker stopped: %s", len(reaped), reaped[:20])
@@ -400,7 +398,7 @@ class Worker:
                     self.dsn, autocommit=True, **self.database.options
                 )
                 async with conn:
-                    await conn.execute(f"LISTEN {store.CHANNEL}")
+                    await store.listen(conn)
                     delay = 0.5
                     self._wake.set()  # anything queued while we were not listening
                     async for notify in conn.notifies():
@@ -431,7 +429,7 @@ class Worker:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
                 try:
-                    async with self._connection() as conn:
+                    async with self.database.control() as conn:
                         await store.release(conn, unfinished)
                     log.warning(
                         "released %d unfinished jobs for other workers: %s",
@@ -444,11 +442,3 @@ class Worker:
                         len(unfinished),
                         exc,
                     )
-
-    def _connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
-        return self.database.control()
-
-
-def _storable(text: str) -> str:
-    """`text` as PostgreSQL's jsonb accepts it: no NUL, no lone surrogates."""
-    return text.replace("\x00", "\\0").encode("utf-8", "replace").decode("utf-8")

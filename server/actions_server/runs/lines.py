@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-from ..jsonutil import dumps
+from ..jsonutil import dumps, storable_text
 from ..redaction import Redactor, rebuild
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ class LineWriter:
         if note is not None:
             message, fields = "(a log line that could not be stored)", _note(note)
         else:
-            message, fields = entry.message.replace("\x00", ""), self._json(entry.fields)
+            message, fields = storable_text(entry.message), self._json(entry.fields)
         return f"{entry.run_id}\t{at}\t{entry.level}\t{_field(message)}\t{_field(fields or '{}')}\n"
 
     def log_note(self, entry: LogEntry, reason: str) -> str:
@@ -176,9 +176,7 @@ def _field(text: str | None) -> str:
 def _text(text: str | None) -> str:
     """A caller-supplied text (a token's subject, an org id, a trace id) for COPY:
     PostgreSQL's text cannot hold NUL, which would fail the whole batch."""
-    if text is not None and "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    return _field(text)
+    return _field(None if text is None else storable_text(text))
 
 
 def _storable_json(text: str) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -31,7 +30,7 @@ import psycopg
 
 from .. import metrics
 from ..config import RunsConfig
-from ..errors import ActionError
+from ..errors import ActionError, traceback_text
 from ..redaction import Redactor
 from .lines import (
     COPY_LOGS,
@@ -50,7 +49,6 @@ T = TypeVar("T")
 SLICE = 50  # entries encoded between two turns of the event loop
 SLICE_CHARS = 256 * 1024  # ...or this much text, whichever comes first
 CLOSE_TIMEOUT_SECONDS = 5.0
-MAX_TRACEBACK = 8000
 GIVE_UP_AFTER = 3  # records in a row that even a note cannot replace
 
 
@@ -58,7 +56,7 @@ def error_record(error: ActionError, cause: BaseException | None) -> dict[str, A
     """What is kept of a failed run: code, message, status, and a 500's traceback."""
     record: dict[str, Any] = {"code": error.code, "message": error.message, "status": error.status}
     if error.status >= 500 and cause is not None and cause is not error:
-        record["traceback"] = "".join(traceback.format_exception(cause))[-MAX_TRACEBACK:]
+        record["traceback"] = traceback_text(cause)
     return record
 
 

@@ -8,6 +8,7 @@ validated the same way everywhere (`check_key`): a bad key is a 400
 from __future__ import annotations
 
 import datetime
+import mimetypes
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,11 @@ class Storage(Protocol):
     async def exists(self, key: str) -> bool: ...
     async def stat(self, key: str) -> ObjectInfo: ...
     async def list(self, prefix: str = "") -> list[ObjectInfo]: ...
+
+
+def guess_type(key: str) -> str:
+    """The content type a key's extension suggests (application/octet-stream if none)."""
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
 def check_key(key: Any) -> str:

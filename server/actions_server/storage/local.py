@@ -16,7 +16,6 @@ import contextlib
 import datetime
 import hashlib
 import json
-import mimetypes
 import os
 import tempfile
 from collections.abc import AsyncIterator, Mapping
@@ -24,7 +23,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import Conflict, NotFound
-from . import Counted, Data, ObjectInfo, as_reader, check_key, check_options, check_prefix
+from . import (
+    Counted,
+    Data,
+    ObjectInfo,
+    as_reader,
+    check_key,
+    check_options,
+    check_prefix,
+    guess_type,
+)
 from .signing import signed_path
 
 CHUNK = 1024 * 1024
@@ -60,7 +68,7 @@ class LocalStorage:
         target, meta_path = self._paths(key)
         clean = check_options(acl, metadata)
         reader, _ = as_reader(data)
-        kind = content_type or getattr(data, "content_type", None) or _guess(key)
+        kind = content_type or getattr(data, "content_type", None) or guess_type(key)
         try:
             size, etag = await asyncio.to_thread(
                 self._write, target, Counted(reader, self.max_object_bytes)
@@ -158,7 +166,7 @@ class LocalStorage:
         return ObjectInfo(
             key=key,
             size=size,
-            content_type=description.get("content_type") or _guess(key),
+            content_type=description.get("content_type") or guess_type(key),
             content_disposition=description.get("content_disposition"),
             etag=description.get("etag"),
             last_modified=_mtime(target),
@@ -190,10 +198,6 @@ def _write_atomically(path: Path, content: bytes) -> None:
     with os.fdopen(handle, "wb") as out:
         out.write(content)
     os.replace(temporary, path)
-
-
-def _guess(key: str) -> str:
-    return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
 def _mtime(path: Path) -> datetime.datetime | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import mimetypes
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -18,7 +17,16 @@ from minio import Minio
 from minio.error import S3Error
 
 from ..errors import NotFound, PayloadTooLarge
-from . import Counted, Data, ObjectInfo, as_reader, check_key, check_options, check_prefix
+from . import (
+    Counted,
+    Data,
+    ObjectInfo,
+    as_reader,
+    check_key,
+    check_options,
+    check_prefix,
+    guess_type,
+)
 
 PART_SIZE = 10 * 1024 * 1024
 _MISSING = ("NoSuchKey", "NoSuchObject", "NotFound")
@@ -52,7 +60,7 @@ class S3Storage:
         if size is not None and size > self.max_object_bytes:
             limit = self.max_object_bytes
             raise PayloadTooLarge(f"the object is larger than storage.max_object_bytes ({limit})")
-        kind = content_type or getattr(data, "content_type", None) or _guess(key)
+        kind = content_type or getattr(data, "content_type", None) or guess_type(key)
         headers: dict[str, Any] = {"x-amz-acl": acl}
         if storage_class:
             headers["x-amz-storage-class"] = storage_class
@@ -167,7 +175,3 @@ class S3Storage:
             if exc.code in _MISSING:
                 raise NotFound(f"no object {key!r}") from None
             raise
-
-
-def _guess(key: str) -> str:
-    return mimetypes.guess_type(key)[0] or "application/octet-stream"
