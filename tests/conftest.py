@@ -16,6 +16,7 @@ from psycopg import sql
 from actions_server.config import Config, load_config
 from actions_server.db.migrate import apply_migrations
 from support.apps import REPO, Client, serving
+from support.clock import ManualClock
 from support.postgres import TEST_DSN_ENV, ThrowawayPostgres, services_required
 
 
@@ -118,3 +119,9 @@ def admin_client(example_client: Client) -> Client:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock that stands still at the start of an hour until the test moves it."""
+    return ManualClock()
