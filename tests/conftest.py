@@ -17,7 +17,7 @@ from actions_server.config import Config, load_config
 from actions_server.db.migrate import apply_migrations
 from support.apps import REPO, Client, serving
 from support.clock import ManualClock
-from support.postgres import TEST_DSN_ENV, ThrowawayPostgres, services_required
+from support.postgres import TEST_DSN_ENV, ThrowawayPostgres, folder_for_postgres, services_required
 
 
 def _with_db(dsn: str, dbname: str) -> str:
@@ -25,7 +25,7 @@ def _with_db(dsn: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_dsn() -> Iterator[str]:
     """A DSN for a PostgreSQL server where tests may create databases."""
     dsn = os.environ.get(TEST_DSN_ENV)
     if dsn:
@@ -35,14 +35,15 @@ def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.fail(f"{TEST_DSN_ENV}={dsn} cannot be reached: {exc}")
         yield dsn
         return
-    try:
-        server = ThrowawayPostgres(tmp_path_factory.mktemp("pg"))
-    except ImportError:
-        if services_required():
-            pytest.fail(f"no PostgreSQL: set {TEST_DSN_ENV} or install the 'embedded' extra")
-        pytest.skip(f"no PostgreSQL: set {TEST_DSN_ENV} or install the 'embedded' extra")
-    yield server.dsn
-    server.close()
+    with folder_for_postgres() as folder:
+        try:
+            server = ThrowawayPostgres(folder)
+        except ImportError:
+            if services_required():
+                pytest.fail(f"no PostgreSQL: set {TEST_DSN_ENV} or install the 'embedded' extra")
+            pytest.skip(f"no PostgreSQL: set {TEST_DSN_ENV} or install the 'embedded' extra")
+        yield server.dsn
+        server.close()
 
 
 @pytest.fixture(scope="session")
