@@ -18,6 +18,7 @@ from actions_server.db.migrate import apply_migrations
 from support.apps import REPO, Client, serving
 from support.clock import ManualClock
 from support.postgres import TEST_DSN_ENV, ThrowawayPostgres, folder_for_postgres, services_required
+from support.processes import free_port
 
 
 def _with_db(dsn: str, dbname: str) -> str:
@@ -126,3 +127,39 @@ def repo() -> Path:
 def clock() -> ManualClock:
     """A clock that stands still at the start of an hour until the test moves it."""
     return ManualClock()
+
+
+REDIS_URL = os.environ.get("ACTIONS_SERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis that answers (ACTIONS_SERVER_TEST_REDIS_URL, else the local one on db 0).
+
+    Tests share it with whoever else uses it: each keeps to a prefix of its own.
+    """
+    import redis
+    from redis.exceptions import ConnectionError as RedisDown
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except RedisDown as exc:
+        if services_required():
+            pytest.fail(f"Redis at {REDIS_URL} is not answering: {exc}")
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """host:port of an S3 API on loopback: moto's server, in a thread of this process."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop()

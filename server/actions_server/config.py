@@ -374,7 +374,7 @@ def config_from_doc(doc: SourceDoc, file: Path, env: Mapping[str, str]) -> Confi
     problems.extend(schema_problems(doc, data, _config_validator()))
     if problems:  # the checks below rely on the shapes the schema guarantees
         raise LoadError(problems)
-    problems.extend(_semantic_problems(data, doc))
+    problems.extend(_semantic_problems(data, doc, file.parent))
     jwt, jwt_problems = _jwt_config(data.get("auth", {}).get("jwt", {}), file.parent, doc)
     problems.extend(jwt_problems)
     if problems:
@@ -403,7 +403,7 @@ def _mail_config(raw: Mapping[str, Any]) -> MailConfig:
     return MailConfig(sender=sender, **values)
 
 
-def _semantic_problems(data: dict[str, Any], doc: SourceDoc) -> list[Problem]:
+def _semantic_problems(data: dict[str, Any], doc: SourceDoc, root: Path) -> list[Problem]:
     """What the config schema cannot say: address syntax, min ≤ max."""
     problems = []
     for section, key in (("server", "trusted_proxies"), ("metrics", "allow")):
@@ -428,6 +428,11 @@ def _semantic_problems(data: dict[str, Any], doc: SourceDoc) -> list[Problem]:
             doc.problem(
                 ("mail",), "mail: the smtp transport needs an smtp section (host, port, ...)"
             )
+        )
+    ca_file = (mail.get("smtp") or {}).get("ca_file")
+    if ca_file and not (root / ca_file).is_file():
+        problems.append(
+            doc.problem(("mail", "smtp", "ca_file"), f"mail.smtp.ca_file: no such file {ca_file!r}")
         )
     kv = data.get("kv", {})
     if kv.get("backend") == "redis" and not kv.get("url"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,11 +16,8 @@ from actions_server.kv.postgres import pool_kv
 from actions_server.kv.redis import RedisKV
 from support.apps import Client, serving, write_app
 from support.polling import query
-from support.postgres import services_required
 
 pytestmark = pytest.mark.integration
-
-REDIS_URL = os.environ.get("ACTIONS_SERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(params=["postgres", "redis"])
@@ -35,16 +31,8 @@ async def kv(request: pytest.FixtureRequest, database: str) -> AsyncIterator[KV]
             await db.close()
         return
     from redis.asyncio import Redis
-    from redis.exceptions import ConnectionError as RedisDown
 
-    client = Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except RedisDown as exc:
-        await client.aclose()
-        if services_required():
-            pytest.fail(f"Redis at {REDIS_URL} is not answering: {exc}")
-        pytest.skip(f"no Redis at {REDIS_URL}")
+    client = Redis.from_url(request.getfixturevalue("redis_url"))
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
     try:
         yield RedisKV(client, prefix)
