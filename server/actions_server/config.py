@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import jsonschema_rs
@@ -127,13 +128,19 @@ class StorageConfig:
     create_bucket: bool = True
 
 
+# Delivery is worth more patience than an action's default retry (3 attempts).
+DEFAULT_MAIL_RETRY: Mapping[str, Any] = MappingProxyType(
+    {"attempts": 8, "backoff": "exponential", "base_seconds": 2.0, "max_seconds": 600.0}
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MailConfig:
     transport: str = "outbox"
     sender: str | None = None  # `from` in config.yaml
     templates: str = "templates/mail"
     timeout_seconds: float = 60.0
-    retry: Mapping[str, Any] = field(default_factory=dict)
+    retry: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_MAIL_RETRY)  # sendMail
     smtp: Mapping[str, Any] | None = None
 
 
@@ -400,6 +407,8 @@ def _key_fits(key: str, algorithms: Sequence[str], doc: SourceDoc, at: JsonPath)
 def _mail_config(raw: Mapping[str, Any]) -> MailConfig:
     values = dict(raw)
     sender = values.pop("from", None)
+    if "retry" in values:  # the keys given; the defaults for the rest
+        values["retry"] = MappingProxyType({**DEFAULT_MAIL_RETRY, **values["retry"]})
     return MailConfig(sender=sender, **values)
 
 
