@@ -16,7 +16,9 @@ from psycopg import sql
 from actions_server.config import Config, load_config
 from actions_server.db.migrate import apply_migrations
 from support.apps import REPO, Client, serving
-from support.postgres import TEST_DSN_ENV, ThrowawayPostgres, services_required
+from support.clock import ManualClock
+from support.postgres import TEST_DSN_ENV, ThrowawayPostgres, folder_for_postgres, services_required
+from support.processes import free_port
 
 
 def _with_db(dsn: str, dbname: str) -> str:
@@ -24,7 +26,7 @@ def _with_db(dsn: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_dsn() -> Iterator[str]:
     """A DSN for a PostgreSQL server where tests may create databases."""
     dsn = os.environ.get(TEST_DSN_ENV)
     if dsn:
@@ -34,14 +36,15 @@ def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.fail(f"{TEST_DSN_ENV}={dsn} cannot be reached: {exc}")
         yield dsn
         return
-    try:
-        server = ThrowawayPostgres(tmp_path_factory.mktemp("pg"))
-    except ImportError:
-        if services_required():
-            pytest.fail(f"no PostgreSQL: set {TEST_DSN_ENV} or install the 'embedded' extra")
-        pytest.skip(f"no PostgreSQL: set {TEST_DSN_ENV} or install the 'embedded' extra")
-    yield server.dsn
-    server.close()
+    with folder_for_postgres() as folder:
+        try:
+            server = ThrowawayPostgres(folder)
+        except ImportError:
+            if services_required():
+                pytest.fail(f"no PostgreSQL: set {TEST_DSN_ENV} or install the 'embedded' extra")
+            pytest.skip(f"no PostgreSQL: set {TEST_DSN_ENV} or install the 'embedded' extra")
+        yield server.dsn
+        server.close()
 
 
 @pytest.fixture(scope="session")
@@ -118,3 +121,45 @@ def admin_client(example_client: Client) -> Client:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock that stands still at the start of an hour until the test moves it."""
+    return ManualClock()
+
+
+REDIS_URL = os.environ.get("ACTIONS_SERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis that answers (ACTIONS_SERVER_TEST_REDIS_URL, else the local one on db 0).
+
+    Tests share it with whoever else uses it: each keeps to a prefix of its own.
+    """
+    import redis
+    from redis.exceptions import ConnectionError as RedisDown
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except RedisDown as exc:
+        if services_required():
+            pytest.fail(f"Redis at {REDIS_URL} is not answering: {exc}")
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """host:port of an S3 API on loopback: moto's server, in a thread of this process."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop()

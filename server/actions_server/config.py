@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import jsonschema_rs
@@ -133,13 +134,19 @@ class StorageConfig:
     timeout_seconds: float = 30.0  # s3: each request's reads (connecting: 5 s)
 
 
+# Delivery is worth more patience than an action's default retry (3 attempts).
+DEFAULT_MAIL_RETRY: Mapping[str, Any] = MappingProxyType(
+    {"attempts": 8, "backoff": "exponential", "base_seconds": 2.0, "max_seconds": 600.0}
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MailConfig:
     transport: str = "outbox"
     sender: str | None = None  # `from` in config.yaml
     templates: str = "templates/mail"
     timeout_seconds: float = 60.0
-    retry: Mapping[str, Any] = field(default_factory=dict)
+    retry: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_MAIL_RETRY)  # sendMail
     smtp: Mapping[str, Any] | None = None
 
 
@@ -383,7 +390,7 @@ def config_from_doc(doc: SourceDoc, file: Path, env: Mapping[str, str]) -> Confi
     problems.extend(schema_problems(doc, data, _config_validator()))
     if problems:  # the checks below rely on the shapes the schema guarantees
         raise LoadError(problems)
-    problems.extend(_semantic_problems(data, doc))
+    problems.extend(_semantic_problems(data, doc, file.parent))
     jwt, jwt_problems = _jwt_config(data.get("auth", {}).get("jwt", {}), file.parent, doc)
     problems.extend(jwt_problems)
     if problems:
@@ -409,10 +416,12 @@ def _key_fits(key: str, algorithms: Sequence[str], doc: SourceDoc, at: JsonPath)
 def _mail_config(raw: Mapping[str, Any]) -> MailConfig:
     values = dict(raw)
     sender = values.pop("from", None)
+    if "retry" in values:  # the keys given; the defaults for the rest
+        values["retry"] = MappingProxyType({**DEFAULT_MAIL_RETRY, **values["retry"]})
     return MailConfig(sender=sender, **values)
 
 
-def _semantic_problems(data: dict[str, Any], doc: SourceDoc) -> list[Problem]:
+def _semantic_problems(data: dict[str, Any], doc: SourceDoc, root: Path) -> list[Problem]:
     """What the config schema cannot say: address syntax, min ≤ max."""
     problems = []
     for section, key in (("server", "trusted_proxies"), ("metrics", "allow")):
@@ -437,6 +446,11 @@ def _semantic_problems(data: dict[str, Any], doc: SourceDoc) -> list[Problem]:
             doc.problem(
                 ("mail",), "mail: the smtp transport needs an smtp section (host, port, ...)"
             )
+        )
+    ca_file = (mail.get("smtp") or {}).get("ca_file")
+    if ca_file and not (root / ca_file).is_file():
+        problems.append(
+            doc.problem(("mail", "smtp", "ca_file"), f"mail.smtp.ca_file: no such file {ca_file!r}")
         )
     kv = data.get("kv", {})
     if kv.get("backend") == "redis" and not kv.get("url"):

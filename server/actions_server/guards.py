@@ -16,12 +16,12 @@ from __future__ import annotations
 import inspect
 import math
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .auth import ANONYMOUS, AuthContext, Principal, TokenError
+from .clock import SYSTEM_CLOCK, Clock
 from .config import OrgTables
 from .db.orgs import IdFormats, feature_query, membership_query
 from .errors import ActionError, BadRequest, Forbidden, NotFound, TooManyRequests, Unauthorized
@@ -171,9 +171,15 @@ class GuardFactory:
     """Builds each action's checks once; they share the app's counters and settings."""
 
     def __init__(
-        self, counters: KV, orgs: OrgTables, root: Any, ids: IdFormats | None = None
+        self,
+        counters: KV,
+        orgs: OrgTables,
+        root: Any,
+        ids: IdFormats | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.counters = counters
+        self.clock = clock  # rate-limit windows are cut by it
         self.orgs = orgs
         self.root = root
         self._membership = membership_query(orgs)
@@ -245,7 +251,7 @@ class GuardFactory:
 
     async def _rate_limit(self, call: GuardCall, limit: Mapping[str, Any]) -> None:
         window = float(limit["window_seconds"])
-        start, retry_after = rate_window(time.time(), window)
+        start, retry_after = rate_window(self.clock(), window)
         subject = rate_subject(limit["key"], call.ctx.auth, call.caller)
         # A counter per window, through the KV store but outside the run's
         # transaction: a request that fails still counts.

@@ -55,9 +55,7 @@ class Registry:
 
 def builtin_actions(config: Config) -> tuple[ActionSpec, ...]:
     """The framework's own actions (they have no routes): mail delivery."""
-    retry = RetryPolicy(
-        **{"attempts": 8, "base_seconds": 2.0, "max_seconds": 600.0, **config.mail.retry}
-    )
+    retry = RetryPolicy(**config.mail.retry)
     return (send_mail_action(retry, config.mail.timeout_seconds),)
 
 

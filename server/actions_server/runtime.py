@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from .auth import Auth
+from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
 from .db.embedded import start_embedded
 from .db.migrate import apply_migrations
@@ -50,9 +51,11 @@ async def open_runtime(
     dsn: str,
     migrate_app: bool = True,
     migrate: bool = True,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> AsyncIterator[Runtime]:
     """Apply migrations (framework always when `migrate`, the app's when `migrate_app`),
-    open the pool, and yield the Runtime; close everything on the way out."""
+    open the pool, and yield the Runtime; close everything on the way out. `clock`
+    cuts the rate-limit windows (tests pass one they control)."""
     async with AsyncExitStack() as stack:
         if migrate:
             await apply_migrations(
@@ -72,7 +75,9 @@ async def open_runtime(
         services = await open_services(config, database, stack)
         async with database.pool.connection() as conn:
             ids = await id_formats(conn, config.auth.orgs)
-        guards = GuardFactory(services.detached_kv, config.auth.orgs, config.root, ids)
+        guards = GuardFactory(
+            services.detached_kv, config.auth.orgs, config.root, ids=ids, clock=clock
+        )
         redactor = Redactor(config.runs.redact_keys)
         recorder = None
         if config.runs.enabled:

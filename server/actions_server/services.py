@@ -72,7 +72,10 @@ def mailer(config: Config) -> Mailer:
     transport: Transport = OutboxTransport()
     if settings.transport == "smtp":
         assert settings.smtp is not None  # the config's checks require it
-        transport = SmtpTransport(SmtpSettings(**settings.smtp))
+        smtp = dict(settings.smtp)
+        if smtp.get("ca_file"):
+            smtp["ca_file"] = str(config.root / smtp["ca_file"])  # relative to the config
+        transport = SmtpTransport(SmtpSettings(**smtp))
     sender = settings.sender or f"{config.app} <noreply@localhost>"
     return Mailer(
         templates=Templates(config.root / settings.templates), sender=sender, transport=transport

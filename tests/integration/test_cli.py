@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 
 from actions_server.cli import main
 from support.apps import REPO, write_app
+from support.postgres import folder_for_postgres
 from support.processes import Served, free_port, http
 
 pytestmark = pytest.mark.integration
@@ -214,11 +216,15 @@ def test_a_failing_migration_names_file_and_line_and_applies_nothing(
 
 
 @pytest.fixture
-def example_copy(tmp_path: Path) -> Path:
-    for name in ("actions", "schemas", "migrations", "templates"):
-        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
-    return tmp_path
+def example_copy() -> Iterator[Path]:
+    """The example app in a folder of its own: its embedded PostgreSQL lives under it."""
+    with folder_for_postgres() as folder:
+        for name in ("actions", "schemas", "migrations", "templates"):
+            shutil.copytree(
+                REPO / name, folder / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        shutil.copy(REPO / "config.yaml", folder / "config.yaml")
+        yield folder
 
 
 @pytest.mark.timeout(120)
@@ -260,9 +266,13 @@ actions:
 
 SLOW_HANDLERS = """
 import asyncio, os
+from pathlib import Path
 
 async def wait(input, ctx):
-    await asyncio.sleep(1.5)
+    # Signals that it is running, then holds its request until the test says so.
+    Path("started").touch()
+    while not Path("release").exists():
+        await asyncio.sleep(0.02)
     return {"done": True}
 
 async def pid(input, ctx):
@@ -276,7 +286,7 @@ def slow_app(tmp_path: Path) -> Path:
         tmp_path,
         {"slow.yaml": SLOW_MANIFEST},
         SLOW_HANDLERS,
-        config="app: slow\ndatabase: {url: '${DATABASE_URL}'}\nserver: {shutdown_grace_seconds: 10}\n",
+        config="app: slow\ndatabase: {url: '${DATABASE_URL}'}\nserver: {shutdown_grace_seconds: 60}\n",
     )
     return config
 
@@ -285,7 +295,17 @@ def serve_env(database: str) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": database}
 
 
-@pytest.mark.timeout(60)
+def wait_until(check: Callable[[], bool], seconds: float) -> bool:
+    """Poll `check` until it is true (True) or `seconds` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.timeout(120)
 def test_sigterm_lets_in_flight_requests_finish(slow_app: Path, database: str) -> None:
     port = free_port()
     served = Served(
@@ -298,14 +318,23 @@ def test_sigterm_lets_in_flight_requests_finish(slow_app: Path, database: str) -
     try:
         served.wait_until_healthy(base)
         result: dict[str, Any] = {}
-        thread = threading.Thread(target=lambda: result.update(answer=http("GET", base + "/wait")))
+
+        def request() -> None:
+            result["answer"] = http("GET", base + "/wait", timeout=60)
+
+        thread = threading.Thread(target=request)
         thread.start()
-        time.sleep(0.5)
+        folder = slow_app.parent
+        assert wait_until(lambda: (folder / "started").exists(), 30), "the request never ran"
         served.terminate()
-        thread.join(10)
+        assert wait_until(lambda: "shutting down" in served.output(), 30), served.output()
+        assert served.process.poll() is None  # still up: the request is in flight
+        (folder / "release").touch()
+        thread.join(60)
         assert result["answer"] == (200, {"done": True})
     finally:
-        code = served.stop(20)
+        (slow_app.parent / "release").touch()
+        code = served.stop(60)
     assert code == 0, served.output()
     assert "shutting down" in served.output()
 

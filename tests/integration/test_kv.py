@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import psycopg
@@ -16,11 +15,9 @@ from actions_server.kv import KV, KVError
 from actions_server.kv.postgres import pool_kv
 from actions_server.kv.redis import RedisKV
 from support.apps import Client, serving, write_app
-from support.postgres import services_required
+from support.polling import query
 
 pytestmark = pytest.mark.integration
-
-REDIS_URL = os.environ.get("ACTIONS_SERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(params=["postgres", "redis"])
@@ -34,16 +31,8 @@ async def kv(request: pytest.FixtureRequest, database: str) -> AsyncIterator[KV]
             await db.close()
         return
     from redis.asyncio import Redis
-    from redis.exceptions import ConnectionError as RedisDown
 
-    client = Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except RedisDown as exc:
-        await client.aclose()
-        if services_required():
-            pytest.fail(f"Redis at {REDIS_URL} is not answering: {exc}")
-        pytest.skip(f"no Redis at {REDIS_URL}")
+    client = Redis.from_url(request.getfixturevalue("redis_url"))
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
     try:
         yield RedisKV(client, prefix)
@@ -51,6 +40,38 @@ async def kv(request: pytest.FixtureRequest, database: str) -> AsyncIterator[KV]
         async for name in client.scan_iter(match=prefix + "*"):
             await client.delete(name)
         await client.aclose()
+
+
+TimePasses = Callable[[float], Awaitable[None]]
+
+
+@pytest.fixture
+def time_passes(kv: KV, database: str) -> TimePasses:
+    """`await time_passes(s)`: to the store, `s` seconds pass (every expiry moves `s` earlier).
+
+    Expiry is decided by the store's own clock (PostgreSQL's now(), Redis's), never
+    by Python's, so a test moves the expiries instead of sleeping until they pass.
+    """
+    if isinstance(kv, RedisKV):
+        redis = kv
+
+        async def on_redis(seconds: float) -> None:
+            async for name in redis.client.scan_iter(match=redis.prefix + "*"):
+                left = await redis.client.pttl(name)
+                if left >= 0:  # -1: no expiry; a timeout <= 0 deletes the key, as expiry would
+                    await redis.client.pexpire(name, left - round(seconds * 1000))
+
+        return on_redis
+
+    async def on_postgres(seconds: float) -> None:
+        query(
+            database,
+            "UPDATE actions_server.kv SET expires_at = expires_at - make_interval(secs => %s)"
+            " WHERE expires_at IS NOT NULL",
+            seconds,
+        )
+
+    return on_postgres
 
 
 VALUES = [{"a": [1, 2, {"b": None}]}, [1, "two"], "text", 42, 2.5, True, None, ""]
@@ -77,49 +98,92 @@ async def test_delete(kv: KV) -> None:
     assert not await kv.exists("k")
 
 
-async def test_ttl_expires_keys(kv: KV) -> None:
-    await kv.set("short", "x", ttl=0.5)
+async def test_ttl_expires_keys(kv: KV, time_passes: TimePasses) -> None:
+    await kv.set("short", "x", ttl=30)
     await kv.set("forever", "y")
     left = await kv.ttl("short")
     assert left is not None
-    assert 0 < left <= 0.5
+    assert 20 < left <= 30
     assert await kv.ttl("forever") is None
-    await asyncio.sleep(0.7)
+    await time_passes(31)
     assert await kv.get("short") is None
     assert not await kv.exists("short")
     assert await kv.keys("short") == []
+    assert await kv.ttl("short") is None
     assert await kv.get("forever") == "y"
 
 
-async def test_set_replaces_value_and_ttl(kv: KV) -> None:
-    await kv.set("k", 1, ttl=0.3)
+async def test_set_replaces_value_and_ttl(kv: KV, time_passes: TimePasses) -> None:
+    await kv.set("k", 1, ttl=30)
     await kv.set("k", 2)
-    await asyncio.sleep(0.4)
+    await time_passes(31)
     assert await kv.get("k") == 2
+    assert await kv.ttl("k") is None
 
 
-async def test_incr_counts_and_sets_the_ttl_on_creation_only(kv: KV) -> None:
-    assert await kv.incr("n", ttl=0.6) == 1
-    await asyncio.sleep(0.3)
-    assert await kv.incr("n", by=5, ttl=100) == 6  # the first ttl stays
+async def test_incr_counts_and_sets_the_ttl_on_creation_only(
+    kv: KV, time_passes: TimePasses
+) -> None:
+    assert await kv.incr("n", ttl=60) == 1
+    await time_passes(30)
+    assert await kv.incr("n", by=5, ttl=1000) == 6  # the first ttl stays
     left = await kv.ttl("n")
     assert left is not None
-    assert left < 0.4
-    await asyncio.sleep(0.4)
-    assert await kv.incr("n") == 1  # expired: starts again
+    assert 20 < left <= 30
+    await time_passes(31)
+    assert await kv.incr("n") == 1  # expired: starts again, without a ttl this time
+    assert await kv.ttl("n") is None
     assert await kv.incr("n", by=-3) == -2
     await kv.set("m", 10)
     assert await kv.incr("m") == 11
     assert await kv.get("m") == 11
 
 
+async def test_incr_with_a_ttl_leaves_a_persistent_key_persistent(kv: KV) -> None:
+    await kv.set("counter", 5)  # no expiry
+    assert await kv.incr("counter", ttl=60) == 6
+    assert await kv.ttl("counter") is None
+    assert await kv.incr("counter", by=2, ttl=60) == 8
+    assert await kv.ttl("counter") is None
+
+
+async def test_incr_keeps_the_expiry_a_set_gave(kv: KV, time_passes: TimePasses) -> None:
+    await kv.set("counter", 5, ttl=60)
+    await time_passes(30)
+    assert await kv.incr("counter", ttl=1000) == 6
+    left = await kv.ttl("counter")
+    assert left is not None
+    assert 20 < left <= 30
+
+
+async def test_incr_on_an_expired_key_starts_again_with_the_new_ttl(
+    kv: KV, time_passes: TimePasses
+) -> None:
+    await kv.set("counter", "not a number", ttl=10)
+    await time_passes(11)
+    assert await kv.incr("counter", by=3, ttl=60) == 3  # the expired text is gone
+    left = await kv.ttl("counter")
+    assert left is not None
+    assert 50 < left <= 60
+
+
 async def test_incr_refuses_what_is_not_a_whole_number(kv: KV) -> None:
     await kv.set("text", "abc")
+    await kv.set("numeric text", "12")
     await kv.set("half", 1.5)
-    for key in ("text", "half"):
+    await kv.set("list", [1])
+    for key in ("text", "numeric text", "half", "list"):
         with pytest.raises(KVError, match="does not hold a whole number"):
-            await kv.incr(key)
-    assert await kv.get("text") == "abc"
+            await kv.incr(key, ttl=60)
+        assert await kv.ttl(key) is None  # refused: nothing changed, no expiry added
+    assert await kv.get_many(["text", "numeric text", "half", "list"]) == {
+        "text": "abc",
+        "numeric text": "12",
+        "half": 1.5,
+        "list": [1],
+    }
+    with pytest.raises(KVError, match="adds a whole number"):
+        await kv.incr("text", by=1.5)  # type: ignore[arg-type]
 
 
 async def test_incr_is_atomic_under_50_concurrent_tasks(kv: KV) -> None:

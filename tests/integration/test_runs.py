@@ -225,6 +225,17 @@ async def test_a_batch_that_cannot_be_stored_is_counted_as_dropped(empty_databas
     await recorder.close()
 
 
+def waiting_for_a_lock(dsn: str, table: str) -> bool:
+    """Whether some session waits for a lock on actions_server.`table`."""
+    return bool(
+        query(
+            dsn,
+            "SELECT 1 FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+            f"actions_server.{table}",
+        )
+    )
+
+
 async def test_a_batch_being_written_at_shutdown_is_not_lost(
     app: Client, empty_database: str
 ) -> None:
@@ -237,10 +248,12 @@ async def test_a_batch_being_written_at_shutdown_is_not_lost(
         for n in range(100):
             run = RunInfo(f"00000000-0000-7000-8000-{n:012d}", "trace", "x.held", "api")
             recorder.add_run(RunEntry(run, None, None, {"n": n}, None, None, time.time(), 0.001))
-        assert await eventually(lambda: len(recorder.runs) < 100)  # a batch was taken
+        # A batch was taken and its COPY is stuck behind the lock.
+        assert await eventually(lambda: waiting_for_a_lock(empty_database, "runs"))
         closing = asyncio.create_task(recorder.close())
-        await asyncio.sleep(0.3)
-        assert not closing.done()  # waiting for its batch, not giving up on it
+        # Waiting for its batch, not giving up on it (load can only make it wait longer).
+        done, _ = await asyncio.wait({closing}, timeout=0.3)
+        assert not done
         await blocker.rollback()
     await closing
     assert len(runs(empty_database, "x.held")) == 100

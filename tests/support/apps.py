@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from actions_server.clock import SYSTEM_CLOCK, Clock
 from actions_server.config import Config, load_config
 from actions_server.http.app import HttpFront, create_server
 from actions_server.queue.worker import Worker
@@ -141,18 +142,23 @@ async def working(client: Client, **queue: Any) -> AsyncIterator[Worker]:
 
 @asynccontextmanager
 async def serving(
-    config: Config | Path, dsn: str, *, registry: Registry | None = None
+    config: Config | Path,
+    dsn: str,
+    *,
+    registry: Registry | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> AsyncIterator[Client]:
     """Serve the app on 127.0.0.1 (a real socket) against `dsn` and yield a client.
 
     The server is the one `create_server` makes, as `serve` uses it: its
     connection handling (protocol errors, header timeout, connection cap) is
-    what the tests see.
+    what the tests see. `clock` cuts the app's rate-limit windows (a
+    `support.clock.ManualClock` holds them still).
     """
     if not isinstance(config, Config):
         config = load_config(config, env={})
     registry = registry or load_registry(config)
-    async with open_runtime(config, registry, dsn=dsn) as runtime:
+    async with open_runtime(config, registry, dsn=dsn, clock=clock) as runtime:
         server, front = create_server(runtime)
         runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()

@@ -8,7 +8,10 @@ a test may stop and start again, to see what the app does while it is down.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,28 @@ def _runtime_dir() -> None:
         os.environ["XDG_RUNTIME_DIR"] = str(path)
 
 
+@contextmanager
+def folder_for_postgres() -> Iterator[Path]:
+    """A fresh folder for a PostgreSQL data directory, outside pytest's temporary root.
+
+    Run as root, pgserver starts PostgreSQL as the user `pgserver` and opens the data
+    directory's parent folders to it. pytest sets its root (/tmp/pytest-of-root) back
+    to mode 0700 whenever any pytest session starts on the machine, so a server kept
+    under it can no longer be restarted or stopped ("Permission denied") once another
+    session has begun. Nothing resets a folder of our own.
+    """
+    path = Path(tempfile.mkdtemp(prefix="actions-server-pg-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class ThrowawayPostgres:
-    """A private PostgreSQL 16 (pgserver's binaries) that can be stopped and restarted."""
+    """A private PostgreSQL 16 (pgserver's binaries) that can be stopped and restarted.
+
+    Give it a folder from `folder_for_postgres`, not from pytest's tmp_path.
+    """
 
     def __init__(self, folder: Path) -> None:
         _runtime_dir()

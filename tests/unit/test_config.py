@@ -105,6 +105,19 @@ def test_checks_beyond_the_schema_come_once_the_shapes_are_right(tmp_path: Path)
     ]
 
 
+def test_an_smtp_ca_file_must_exist_next_to_the_config(tmp_path: Path) -> None:
+    text = "app: a\nmail:\n  transport: smtp\n  smtp: {host: mx.test, ca_file: certs/ca.pem}\n"
+    path = write(tmp_path, text)
+    with pytest.raises(LoadError) as caught:
+        load_config(path, env={})
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:4: mail.smtp.ca_file: no such file 'certs/ca.pem'"
+    ]
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_text("")
+    assert load_config(path, env={}).mail.smtp == {"host": "mx.test", "ca_file": "certs/ca.pem"}
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -50,14 +50,18 @@ class RedisKV:
         ttl = check_ttl(ttl)
         name = self._key(key)
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.incrby(name, by)
             if ttl:
-                pipe.pexpire(name, _ms(ttl), nx=True)  # only a key without an expiry: a new one
+                # The TTL goes only on a key this call creates: SET NX writes 0 with the
+                # expiry when the key is missing (or expired), and does nothing otherwise,
+                # so a persistent key stays persistent and a counter keeps its window.
+                # (PEXPIRE NX after INCRBY would also give a persistent key an expiry.)
+                pipe.set(name, b"0", px=_ms(ttl), nx=True)
+            pipe.incrby(name, by)
             try:
                 results = await pipe.execute()
             except ResponseError as exc:
                 raise KVError(f"incr() on {key!r}, which does not hold a whole number") from exc
-        return int(results[0])
+        return int(results[-1])
 
     async def ttl(self, key: str) -> float | None:
         millis = await self.client.pttl(self._key(key))

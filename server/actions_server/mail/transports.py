@@ -22,14 +22,24 @@ from typing import TYPE_CHECKING, Any, Protocol
 from psycopg.types.json import Jsonb
 
 from ..db.sqlfile import load_queries
-from ..errors import ActionsServerError
+from ..errors import ActionError
 
 if TYPE_CHECKING:
     from ..context import Context
 
 
-class DeliveryFailed(ActionsServerError):
-    """The transport did not take the message; the job will retry."""
+class DeliveryFailed(ActionError):
+    """The transport did not take the message (502 delivery_failed); the job will retry.
+
+    An ActionError, so that the job records what the server answered as its error
+    (shown by the dashboard and `actions-server jobs`), not a generic 500.
+    """
+
+    status = 502
+    code = "delivery_failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, None, message)
 
 
 class Transport(Protocol):
@@ -71,11 +81,15 @@ class SmtpSettings:
     starttls: bool = True
     tls: bool = False  # implicit TLS (port 465)
     timeout_seconds: float = 30.0
+    ca_file: str | None = None  # PEM: trust these CAs instead of the system's
 
 
 class SmtpTransport:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
+        # Certificates are always checked, hostname included; `ca_file` only says
+        # whom to believe (a private CA, or a server's self-signed certificate).
+        self.tls_context = ssl.create_default_context(cafile=settings.ca_file)
 
     async def deliver(self, message: dict[str, Any], ctx: Context) -> None:
         email = await build_email(message, ctx)
@@ -89,7 +103,7 @@ class SmtpTransport:
 
     def _send(self, email: EmailMessage, recipients: list[str]) -> None:
         settings = self.settings
-        context = ssl.create_default_context()
+        context = self.tls_context
         client: smtplib.SMTP
         if settings.tls:
             client = smtplib.SMTP_SSL(

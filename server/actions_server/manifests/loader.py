@@ -181,23 +181,27 @@ class _ModuleLoader:
                 self._check_path_params(trigger, input_schema, at)
         if len(self.problems) > before or handler is None:
             return None
-        retry = raw.get("retry", {})
+        # Only the options the manifest gives: ActionSpec holds the defaults.
+        options: dict[str, Any] = {
+            key: raw[key]
+            for key in ("description", "timeout_seconds", "transaction", "run_as")
+            if key in raw
+        }
+        if "retry" in raw:
+            options["retry"] = RetryPolicy(**raw["retry"])
+        if "tags" in raw:
+            options["tags"] = tuple(raw["tags"])
         return ActionSpec(
             name=raw["name"],
             module=module,
-            description=raw.get("description", ""),
             handler_ref=raw["handler"],
             handler=handler,
             input=input_schema,
             output=output_schema,
             triggers=tuple(triggers),
             guards=guards,
-            retry=RetryPolicy(**retry),
-            timeout_seconds=raw.get("timeout_seconds"),
-            transaction=raw.get("transaction", True),
-            run_as=raw.get("run_as", "caller"),
-            tags=tuple(raw.get("tags", ())),
             location=self._location(at),
+            **options,
         )
 
     def _import(self, ref: str, at: JsonPath) -> Any:
@@ -276,9 +280,8 @@ class _ModuleLoader:
         except PathError as exc:
             self._problem((*at, "api"), str(exc))
             return None
-        return ApiTrigger(
-            method=method, path=template, status=entry.get("status", 200), location=location
-        )
+        status = {"status": entry["status"]} if "status" in entry else {}
+        return ApiTrigger(method=method, path=template, location=location, **status)
 
     def _check_path_params(
         self, trigger: ApiTrigger, schema: CompiledSchema | None, at: JsonPath

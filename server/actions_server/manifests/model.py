@@ -30,8 +30,8 @@ class Location:
 class ApiTrigger:
     method: str
     path: PathTemplate
-    status: int
     location: Location
+    status: int = 200
 
     @property
     def kind(self) -> str:
@@ -89,21 +89,27 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActionSpec:
+    """An action as its manifest declares it.
+
+    The defaults here are the manifest's: the loader passes only the keys a
+    manifest gives, and docs/manifests.md's table of keys is checked against them.
+    """
+
     name: str
     module: str
-    description: str
     handler_ref: str
     handler: Handler
-    input: CompiledSchema | None
-    output: CompiledSchema | None
-    triggers: tuple[Trigger, ...]
-    guards: tuple[GuardSpec, ...]  # the module's first, then the action's own
-    retry: RetryPolicy
-    timeout_seconds: float | None
-    transaction: bool
-    run_as: str
-    tags: tuple[str, ...]
     location: Location
+    description: str = ""
+    input: CompiledSchema | None = None
+    output: CompiledSchema | None = None
+    triggers: tuple[Trigger, ...] = ()
+    guards: tuple[GuardSpec, ...] = ()  # the module's first, then the action's own
+    retry: RetryPolicy = RetryPolicy()
+    timeout_seconds: float | None = None
+    transaction: bool = True
+    run_as: str = "caller"
+    tags: tuple[str, ...] = ()
 
     @property
     def api_triggers(self) -> tuple[ApiTrigger, ...]:

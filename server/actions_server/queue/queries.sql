@@ -1,5 +1,7 @@
 -- The queue's SQL, one named block per statement (loaded once by queue/store.py).
--- Parameters are psycopg placeholders; identifiers are fixed.
+-- Parameters are psycopg placeholders; identifiers are fixed. The queue's NOTIFY
+-- channel, actions_server_jobs, is named here only: new work (an empty payload)
+-- and cancels (`cancel:<id>`).
 
 -- name: enqueue
 WITH new AS (
@@ -24,7 +26,6 @@ WITH new AS (
 SELECT id, unique_key, pg_notify('actions_server_jobs', '') FROM inserted;
 
 -- name: listen
--- The queue's one channel: new work (an empty payload) and cancels (`cancel:<id>`).
 LISTEN actions_server_jobs;
 
 -- name: notify
