@@ -18,6 +18,7 @@ The hierarchy::
         ├── TooManyRequests     429 rate_limited (Retry-After header)
         ├── InternalError       500 internal_error (never carries the cause's text)
         ├── DatabaseUnavailable 503 database_unavailable
+        ├── BackendUnavailable  503 backend_unavailable (Redis or the object store did not answer)
         ├── ServerBusy          503 server_busy (every database connection is in use)
         └── ActionTimeout       504 timeout (the action's timeout_seconds passed)
 
@@ -214,6 +215,16 @@ class DatabaseUnavailable(_FixedStatus):
 
     def default_message(self) -> str:
         return "the database is unavailable; try again shortly"
+
+
+class BackendUnavailable(_FixedStatus):
+    """A service beside the database (Redis, the object store) did not answer."""
+
+    status = 503
+    code = "backend_unavailable"
+
+    def default_message(self) -> str:
+        return "a backing service is unavailable; try again shortly"
 
 
 class ServerBusy(_FixedStatus):

@@ -28,7 +28,14 @@ from .context import Context, RunInfo
 from .db.errors import connection_lost, map_database_error
 from .db.pool import Database
 from .db.session import DbSession, TransactionAborted
-from .errors import ActionError, ActionTimeout, DatabaseUnavailable, InternalError, ValidationFailed
+from .errors import (
+    ActionError,
+    ActionTimeout,
+    BackendUnavailable,
+    DatabaseUnavailable,
+    InternalError,
+    ValidationFailed,
+)
 from .guards import NOBODY, Caller, Guard, GuardCall, GuardFactory
 from .jsonutil import dumps
 from .manifests.model import ActionSpec
@@ -319,6 +326,16 @@ class Executor:
                 str(exc), extra={"action": run.action, "trace_id": run.trace_id, "run_id": run.id}
             )
             return InternalError(str(exc), code="transaction_aborted")
+        down = self.services.outage(exc)
+        if down is not None:
+            log.warning(
+                "%s in %s: %s",
+                down,
+                run.action,
+                exc,
+                extra={"action": run.action, "trace_id": run.trace_id},
+            )
+            return BackendUnavailable(down)
         mapped = map_database_error(exc)
         if mapped is not None:
             if connection_lost(exc):

@@ -35,6 +35,16 @@ class Services:
     storage: Storage
     local_storage: LocalStorage | None  # set when the server serves signed URLs itself
     mailer: Mailer
+    # Exceptions that mean a backend did not answer (a 503, not a handler bug),
+    # each with what to tell the client.
+    outages: tuple[tuple[tuple[type[BaseException], ...], str], ...] = ()
+
+    def outage(self, exc: BaseException) -> str | None:
+        """What to say when `exc` means a backend is unreachable; None otherwise."""
+        for kinds, message in self.outages:
+            if isinstance(exc, kinds):
+                return message
+        return None
 
     def kv_for(self, session: DbSession) -> KV:
         """`ctx.kv`: in PostgreSQL, on the run's connection, so it commits with the run."""
@@ -58,12 +68,25 @@ async def open_services(config: Config, database: Database, stack: AsyncExitStac
             client, config.kv.prefix if config.kv.prefix is not None else f"{config.app}:"
         )
     storage, local = await open_storage(config)
+    outages: list[tuple[tuple[type[BaseException], ...], str]] = []
+    if redis_kv is not None:
+        from redis.exceptions import ConnectionError as RedisDown
+        from redis.exceptions import TimeoutError as RedisSlow
+
+        outages.append(((RedisDown, RedisSlow), "the key-value store (Redis) did not answer"))
+    if local is None:
+        from urllib3.exceptions import MaxRetryError, ProtocolError, TimeoutError
+
+        outages.append(
+            ((MaxRetryError, ProtocolError, TimeoutError), "the object store did not answer")
+        )
     return Services(
         redis_kv=redis_kv,
         detached_kv=redis_kv or pool_kv(database),
         storage=storage,
         local_storage=local,
         mailer=mailer(config),
+        outages=tuple(outages),
     )
 
 
