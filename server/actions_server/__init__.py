@@ -5,7 +5,7 @@ types of `ctx`.
 """
 
 from .auth import AuthContext, Principal
-from .context import Context, RunInfo, RunLogger
+from .context import Context, RunLogger
 from .db.query import QueryError
 from .db.session import DbSession, TableQuery
 from .errors import (
@@ -22,6 +22,7 @@ from .errors import (
     Unauthorized,
 )
 from .http.uploads import UploadedFile
+from .scope import RunInfo
 
 __all__ = [
     "ActionError",

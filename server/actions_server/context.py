@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from . import redaction
 from .auth import AuthContext
@@ -20,6 +20,7 @@ from .queue.facades import EventBuffer, Events, Queue
 from .redaction import Redactor
 from .registry import Registry
 from .runs.lines import LogEntry
+from .scope import RunInfo
 from .services import Services
 from .storage import Storage
 
@@ -27,22 +28,6 @@ if TYPE_CHECKING:
     from .runs.recorder import RunRecorder
 
 _action_log = logging.getLogger("actions_server.action")
-
-
-class RunInfo(NamedTuple):
-    """`ctx.run`: which run this is, for logs and idempotency.
-
-    Immutable like the frozen dataclasses elsewhere, but a NamedTuple: one is
-    made for every request, and built positionally it costs a third as much.
-    """
-
-    id: str
-    trace_id: str
-    action: str
-    trigger: str  # api, cli, event, job, cron
-    attempt: int = 1
-    job_id: str | None = None
-    parent_id: str | None = None
 
 
 class RunLogger:

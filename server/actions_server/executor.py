@@ -24,7 +24,7 @@ import psycopg
 
 from . import metrics, redaction
 from .auth import Auth, AuthContext
-from .context import Context, RunInfo
+from .context import Context
 from .db.errors import connection_lost, map_database_error
 from .db.pool import Database
 from .db.session import DbSession, TransactionAborted
@@ -43,6 +43,7 @@ from .redaction import Redactor
 from .registry import Registry
 from .runs.lines import RunEntry
 from .runs.recorder import RunRecorder, error_record
+from .scope import RunInfo
 from .services import Services
 from .watchdog import Watchdog
 

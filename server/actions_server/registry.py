@@ -14,7 +14,6 @@ from types import MappingProxyType
 
 from .config import Config
 from .errors import LoadError, Problem
-from .mail.action import send_mail_action
 from .manifests.loader import load_modules
 from .manifests.model import (
     ActionSpec,
@@ -22,7 +21,6 @@ from .manifests.model import (
     CronTrigger,
     EventTrigger,
     ModuleSpec,
-    RetryPolicy,
 )
 from .manifests.paths import PathTemplate
 
@@ -51,12 +49,6 @@ class Registry:
 
     def action(self, name: str) -> ActionSpec | None:
         return self.actions.get(name)
-
-
-def builtin_actions(config: Config) -> tuple[ActionSpec, ...]:
-    """The framework's own actions (they have no routes): mail delivery."""
-    retry = RetryPolicy(**config.mail.retry)
-    return (send_mail_action(retry, config.mail.timeout_seconds),)
 
 
 def build_registry(
@@ -121,10 +113,12 @@ def _at(action: ActionSpec, message: str) -> Problem:
     return Problem(file=action.location.file, line=action.location.line, message=message)
 
 
-def load_registry(config: Config) -> Registry:
-    """Load every manifest the config names; raise LoadError listing every problem."""
+def load_registry(config: Config, builtins: Iterable[ActionSpec] = ()) -> Registry:
+    """Load every manifest the config names, beside `builtins` (the framework's own
+    actions: the runtime's `builtins.load_app` adds them); raise LoadError listing
+    every problem."""
     modules, problems = load_modules(config)
-    registry, more = build_registry(modules, builtins=builtin_actions(config))
+    registry, more = build_registry(modules, builtins=builtins)
     problems.extend(more)
     if problems:
         raise LoadError(sorted(problems, key=lambda p: (p.file, p.line or 0)))

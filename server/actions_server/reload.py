@@ -35,11 +35,12 @@ from typing import Any
 
 from watchfiles import Change, DefaultFilter, awatch
 
+from .builtins import load_app
 from .config import STATE_DIR, Config, load_config
 from .errors import LoadError, Problem
 from .http.app import HttpFront
 from .manifests.loader import MANIFEST_SUFFIXES
-from .registry import Registry, load_registry
+from .registry import Registry
 from .runtime import Runtime
 from .scheduler import Scheduler
 
@@ -258,7 +259,7 @@ class Reloader:
             config = live_config(running, new)
             if any(path.suffix == ".py" for path in changed):
                 forget_app_modules(config.root)
-            registry = load_registry(config)
+            registry = load_app(config)
             self._swap(config, registry)
         except LoadError as exc:
             self._refuse(exc.problems)

@@ -34,13 +34,13 @@ from typing import Any
 
 from aiohttp import web
 
+from .builtins import load_app
 from .config import Config, load_config
 from .errors import ActionsServerError
 from .http.app import HttpFront, create_server
 from .logs import configure_logging
 from .metrics import SHARED_DIR_ENV, share_last, share_while_running
 from .queue.worker import Worker
-from .registry import load_registry
 from .runtime import Runtime, open_runtime
 from .scheduler import Scheduler
 
@@ -77,7 +77,7 @@ async def serve_forever(
     jobs: bool = True,
 ) -> None:
     """Serve HTTP and/or run the worker and the scheduler until SIGTERM or SIGINT."""
-    registry = load_registry(config)
+    registry = load_app(config)
     async with open_runtime(
         config, registry, dsn=dsn, migrate=migrate, migrate_app=options.migrate_app
     ) as runtime:

@@ -14,11 +14,11 @@ from aiohttp.test_utils import RawTestServer
 from click.testing import CliRunner
 from openapi_spec_validator import validate
 
+from actions_server.builtins import load_app
 from actions_server.cli import main
 from actions_server.config import load_config
 from actions_server.http.app import HttpFront, create_server
 from actions_server.openapi import build_openapi
-from actions_server.registry import load_registry
 from actions_server.runtime import open_runtime
 from support.apps import REPO, Client, write_app
 
@@ -88,7 +88,7 @@ async def test_docs_page_lists_every_route(example_client: Client) -> None:
 async def serve_front(config_path: Path, dsn: str) -> AsyncIterator[tuple[str, HttpFront]]:
     """Like support.apps.serving, with the front at hand to swap registries."""
     config = load_config(config_path, env={})
-    async with open_runtime(config, load_registry(config), dsn=dsn) as runtime:
+    async with open_runtime(config, load_app(config), dsn=dsn) as runtime:
         _, front = create_server(runtime)
         server = RawTestServer(front.handle, host="127.0.0.1")
         await server.start_server()
@@ -122,7 +122,7 @@ async def test_a_new_registry_brings_its_own_reference(tmp_path: Path, database:
             f"module: more\nactions:\n  - name: more.hello\n    handler: {package}.handlers:noop\n"
             "    triggers: [{api: POST /hello}]\n"
         )
-        front.use_registry(load_registry(load_config(config_path, env={})))
+        front.use_registry(load_app(load_config(config_path, env={})))
         async with http.get(f"{base}/openapi.json") as response:
             after = await response.json()
         async with http.get(f"{base}/docs") as response:

@@ -12,11 +12,11 @@ import orjson
 import pytest
 
 from actions_server.config import RunsConfig
-from actions_server.context import RunInfo
 from actions_server.db.migrate import apply_migrations
 from actions_server.redaction import Redactor
 from actions_server.runs.lines import RunEntry
 from actions_server.runs.recorder import RunRecorder
+from actions_server.scope import RunInfo
 from support.polling import query
 
 pytestmark = pytest.mark.integration

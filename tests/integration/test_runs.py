@@ -16,12 +16,12 @@ from click.testing import CliRunner
 
 from actions_server.cli import main
 from actions_server.config import RunsConfig
-from actions_server.context import RunInfo
 from actions_server.maintenance import run_maintenance
 from actions_server.redaction import Redactor
 from actions_server.runs.lines import RunEntry
 from actions_server.runs.recorder import RunRecorder
 from actions_server.runs.store import first_id_at
+from actions_server.scope import RunInfo
 from support.apps import Client, serving, working, write_app
 from support.polling import eventually, query
 from support.processes import Served, free_port, http

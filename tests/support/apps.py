@@ -18,11 +18,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from actions_server.builtins import load_app
 from actions_server.clock import SYSTEM_CLOCK, Clock
 from actions_server.config import Config, load_config
 from actions_server.http.app import HttpFront, create_server
 from actions_server.queue.worker import Worker
-from actions_server.registry import Registry, load_registry
+from actions_server.registry import Registry
 from actions_server.runtime import Runtime, open_runtime
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,7 +158,7 @@ async def serving(
     """
     if not isinstance(config, Config):
         config = load_config(config, env={})
-    registry = registry or load_registry(config)
+    registry = registry or load_app(config)
     async with open_runtime(config, registry, dsn=dsn, clock=clock) as runtime:
         server, front = create_server(runtime)
         runner = web.ServerRunner(server, handle_signals=False)

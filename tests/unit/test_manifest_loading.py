@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from actions_server.builtins import load_app
 from actions_server.config import load_config
 from actions_server.errors import LoadError
 from actions_server.manifests.model import ApiTrigger, CronTrigger, EventTrigger
-from actions_server.registry import load_registry
 from support.apps import write_app
 
 MANIFEST = """
@@ -51,7 +51,7 @@ SCHEMAS = {
 
 def load(tmp_path: Path):
     config_path, package = write_app(tmp_path, {"things.yaml": MANIFEST}, HANDLERS, schemas=SCHEMAS)
-    return load_registry(load_config(config_path, env={})), package
+    return load_app(load_config(config_path, env={})), package
 
 
 def test_actions_are_indexed_with_their_triggers(tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_default_config_values(tmp_path: Path) -> None:
 def test_an_action_may_have_no_trigger_and_no_schemas(tmp_path: Path) -> None:
     manifest = "module: m\nactions:\n  - {name: m.bare, handler: PKG.handlers:create}\n"
     config_path, _ = write_app(tmp_path, {"m.yaml": manifest}, HANDLERS)
-    registry = load_registry(load_config(config_path, env={}))
+    registry = load_app(load_config(config_path, env={}))
     bare = registry.actions["m.bare"]
     assert (bare.triggers, bare.input, bare.output, bare.guards) == ((), None, None, ())
 
@@ -124,7 +124,7 @@ def test_an_action_may_have_no_trigger_and_no_schemas(tmp_path: Path) -> None:
 def test_empty_manifest_is_a_problem(tmp_path: Path) -> None:
     config_path, _ = write_app(tmp_path, {"empty.yaml": ""}, HANDLERS)
     with pytest.raises(LoadError) as caught:
-        load_registry(load_config(config_path, env={}))
+        load_app(load_config(config_path, env={}))
     assert [str(p) for p in caught.value.problems] == [
         "actions/empty.yaml: the manifest is empty; it needs `module:` and `actions:`"
     ]
@@ -133,7 +133,7 @@ def test_empty_manifest_is_a_problem(tmp_path: Path) -> None:
 def test_missing_actions_folder_is_a_config_problem(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text("app: x\nactions: [nowhere/]\n")
     with pytest.raises(LoadError) as caught:
-        load_registry(load_config(tmp_path / "config.yaml", env={}))
+        load_app(load_config(tmp_path / "config.yaml", env={}))
     assert [str(p) for p in caught.value.problems] == [
         "config.yaml:2: actions: 'nowhere/' does not exist"
     ]
@@ -143,7 +143,7 @@ def test_duplicate_yaml_keys_are_reported(tmp_path: Path) -> None:
     manifest = "module: m\nmodule: n\nactions: []\n"
     config_path, _ = write_app(tmp_path, {"m.yaml": manifest}, HANDLERS)
     with pytest.raises(LoadError) as caught:
-        load_registry(load_config(config_path, env={}))
+        load_app(load_config(config_path, env={}))
     assert [str(p) for p in caught.value.problems] == ["actions/m.yaml:2: duplicate key 'module'"]
 
 
@@ -157,7 +157,7 @@ def test_guards_that_act_on_the_org_need_in_org_first(tmp_path: Path) -> None:
     )
     config_path, _ = write_app(tmp_path, {"m.yaml": manifest}, HANDLERS)
     with pytest.raises(LoadError) as caught:
-        load_registry(load_config(config_path, env={}))
+        load_app(load_config(config_path, env={}))
     assert [str(p) for p in caught.value.problems] == [
         "actions/m.yaml:6: guards: has_feature: reports needs `in_org` before it (module guards run first)",
         "actions/m.yaml:9: guards: rate_limit: 1/1s per org needs `in_org` before it (module guards run first)",
@@ -168,7 +168,7 @@ def test_refs_must_stay_under_schemas(tmp_path: Path) -> None:
     manifest = "module: m\nactions:\n  - name: m.a\n    handler: PKG.handlers:create\n    input: {$ref: ../config.yaml}\n"
     config_path, _ = write_app(tmp_path, {"m.yaml": manifest}, HANDLERS)
     with pytest.raises(LoadError) as caught:
-        load_registry(load_config(config_path, env={}))
+        load_app(load_config(config_path, env={}))
     assert [str(p) for p in caught.value.problems] == [
         "actions/m.yaml:5: cannot resolve $ref '../config.yaml': only files under schemas/ can be referenced"
     ]
@@ -182,7 +182,7 @@ def test_defaults_must_fit_their_schema(tmp_path: Path) -> None:
     )
     config_path, _ = write_app(tmp_path, {"m.yaml": manifest}, HANDLERS)
     with pytest.raises(LoadError) as caught:
-        load_registry(load_config(config_path, env={}))
+        load_app(load_config(config_path, env={}))
     assert [str(p) for p in caught.value.problems] == [
         'actions/m.yaml:10: input.properties.limit.default: "ten" is not of type "integer"'
     ]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from actions_server.builtins import load_app
 from actions_server.config import load_config
 from actions_server.errors import LoadError
-from actions_server.registry import load_registry
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "broken_app"
 
@@ -45,12 +45,12 @@ EXPECTED = [
 def test_every_problem_is_listed_with_file_and_line() -> None:
     config = load_config(FIXTURE / "config.yaml", env={})
     with pytest.raises(LoadError) as caught:
-        load_registry(config)
+        load_app(config)
     assert [str(p) for p in caught.value.problems] == EXPECTED
 
 
 def test_the_valid_action_in_a_broken_module_is_not_reported() -> None:
     config = load_config(FIXTURE / "config.yaml", env={})
     with pytest.raises(LoadError) as caught:
-        load_registry(config)
+        load_app(config)
     assert not any("structure.unknownKey" in p.message for p in caught.value.problems)

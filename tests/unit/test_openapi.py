@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
+from actions_server.builtins import load_app
 from actions_server.config import Config, load_config
 from actions_server.openapi import build_openapi, render_docs_page
 from actions_server.openapi.components import ComponentSchemas
-from actions_server.registry import Registry, load_registry
+from actions_server.registry import Registry
 from support.apps import REPO, write_app
 
 HANDLERS = """
@@ -23,7 +24,7 @@ async def noop(input, ctx):
 def build(tmp_path: Path, manifest: str, **kwargs: Any) -> dict[str, Any]:
     config_path, _ = write_app(tmp_path, {"app.yaml": manifest}, HANDLERS, **kwargs)
     config = load_config(config_path, env={})
-    document = build_openapi(load_registry(config), config)
+    document = build_openapi(load_app(config), config)
     validate(document)
     return document
 
@@ -48,7 +49,7 @@ def resolve(document: dict[str, Any], ref: str) -> Any:
 @pytest.fixture(scope="module")
 def example() -> tuple[Config, Registry, dict[str, Any]]:
     config = load_config(REPO / "config.yaml", env={})
-    registry = load_registry(config)
+    registry = load_app(config)
     return config, registry, build_openapi(registry, config)
 
 

@@ -17,8 +17,8 @@ import pytest
 from watchfiles import Change
 
 import actions_server
+from actions_server.builtins import load_app
 from actions_server.config import load_config
-from actions_server.registry import load_registry
 from actions_server.reload import (
     AppFilter,
     app_modules,
@@ -195,14 +195,14 @@ async def test_the_scheduler_keeps_unchanged_schedules_and_swaps_the_rest(tmp_pa
     handlers = "async def noop(input, ctx):\n    return None\n"
     config_file, package = write_app(tmp_path, {"c.yaml": cron_manifest(yearly)}, handlers)
     config = load_config(config_file, env={})
-    scheduler = Scheduler(config, load_registry(config), database=None)  # type: ignore[arg-type]
+    scheduler = Scheduler(config, load_app(config), database=None)  # type: ignore[arg-type]
     scheduler.start()
     try:
         before = scheduler.next_fire_times()
         changed = {"c.same": "0 0 1 1 *", "c.changed": "0 0 1 2 *", "c.added": "0 0 1 3 *"}
         manifest = cron_manifest(changed).replace("PKG", package)
         (tmp_path / "actions" / "c.yaml").write_text(manifest)
-        registry = load_registry(config)
+        registry = load_app(config)
         scheduler.use_registry(registry)
         after = scheduler.next_fire_times()
     finally:
@@ -221,7 +221,7 @@ async def test_an_action_may_have_several_cron_triggers(tmp_path: Path) -> None:
     handlers = "async def noop(input, ctx):\n    return None\n"
     config_file, _ = write_app(tmp_path, {"c.yaml": manifest}, handlers)
     config = load_config(config_file, env={})
-    scheduler = Scheduler(config, load_registry(config), database=None)  # type: ignore[arg-type]
+    scheduler = Scheduler(config, load_app(config), database=None)  # type: ignore[arg-type]
     scheduler.start()
     try:
         fires = scheduler.next_fire_times()

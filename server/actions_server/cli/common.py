@@ -11,10 +11,11 @@ from typing import TextIO, TypeVar
 
 import click
 
+from ..builtins import load_app
 from ..config import Config, load_config
 from ..errors import ActionError, ActionsServerError, LoadError
 from ..logs import configure_logging
-from ..registry import Registry, load_registry
+from ..registry import Registry
 
 T = TypeVar("T")
 
@@ -45,7 +46,7 @@ def user_errors() -> Iterator[None]:
 def _load(config_file: Path, log_to: TextIO | None = None) -> tuple[Config, Registry]:
     config = load_config(config_file)
     configure_logging(config.logging.level, config.logging.format, log_to)
-    return config, load_registry(config)
+    return config, load_app(config)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,7 +13,7 @@ from .templates import Templates
 from .transports import Transport
 
 if TYPE_CHECKING:
-    from ..context import Context
+    from ..scope import RunScope
 
 MAX_INLINE_ATTACHMENT = 5 * 1024 * 1024
 
@@ -67,7 +67,7 @@ class Mail:
 
     __slots__ = ("_ctx", "_mailer")
 
-    def __init__(self, ctx: Context, mailer: Mailer) -> None:
+    def __init__(self, ctx: RunScope, mailer: Mailer) -> None:
         self._ctx = ctx
         self._mailer = mailer
 

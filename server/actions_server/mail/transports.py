@@ -25,7 +25,7 @@ from ..db.sqlfile import load_queries
 from ..errors import ActionError
 
 if TYPE_CHECKING:
-    from ..context import Context
+    from ..scope import RunScope
 
 
 class DeliveryFailed(ActionError):
@@ -43,7 +43,7 @@ class DeliveryFailed(ActionError):
 
 
 class Transport(Protocol):
-    async def deliver(self, message: dict[str, Any], ctx: Context) -> None: ...
+    async def deliver(self, message: dict[str, Any], ctx: RunScope) -> None: ...
 
 
 Q = load_queries(Path(__file__).with_name("queries.sql"))
@@ -52,7 +52,7 @@ Q = load_queries(Path(__file__).with_name("queries.sql"))
 class OutboxTransport:
     """Development: messages land in `actions_server.mail_outbox`."""
 
-    async def deliver(self, message: dict[str, Any], ctx: Context) -> None:
+    async def deliver(self, message: dict[str, Any], ctx: RunScope) -> None:
         attachments = [
             {k: v for k, v in a.items() if k != "content_base64"} for a in message["attachments"]
         ]
@@ -91,7 +91,7 @@ class SmtpTransport:
         # whom to believe (a private CA, or a server's self-signed certificate).
         self.tls_context = ssl.create_default_context(cafile=settings.ca_file)
 
-    async def deliver(self, message: dict[str, Any], ctx: Context) -> None:
+    async def deliver(self, message: dict[str, Any], ctx: RunScope) -> None:
         email = await build_email(message, ctx)
         recipients = [*message["to"], *message["cc"], *message["bcc"]]
         try:
@@ -119,7 +119,7 @@ class SmtpTransport:
             client.send_message(email, to_addrs=recipients)
 
 
-async def build_email(message: dict[str, Any], ctx: Context) -> EmailMessage:
+async def build_email(message: dict[str, Any], ctx: RunScope) -> EmailMessage:
     email = EmailMessage()
     email["From"] = message["from"]
     email["To"] = ", ".join(message["to"])

@@ -22,7 +22,7 @@ from ..registry import Registry
 from . import store
 
 if TYPE_CHECKING:
-    from ..context import Context
+    from ..scope import RunScope
 
 JOB_PREFIX = "job."
 UNIQUE_RACE_TRIES = 3
@@ -71,7 +71,7 @@ class EventBuffer:
 
         return rewind
 
-    async def flush(self, ctx: Context, registry: Registry) -> None:
+    async def flush(self, ctx: RunScope, registry: Registry) -> None:
         events, self._events = self._events, []
         if not events:
             return
@@ -130,7 +130,7 @@ class Queue:
 
     __slots__ = ("_ctx", "_registry")
 
-    def __init__(self, ctx: Context, registry: Registry) -> None:
+    def __init__(self, ctx: RunScope, registry: Registry) -> None:
         self._ctx = ctx
         self._registry = registry
 

@@ -19,7 +19,7 @@ from ..jsonutil import dumps, storable_text
 from ..redaction import Redactor, rebuild
 
 if TYPE_CHECKING:
-    from ..context import RunInfo
+    from ..scope import RunInfo
 
 RUN_COLUMNS = (
     "id", "action", "trigger", "status", "input", "output", "error", "started_at",
