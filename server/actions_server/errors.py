@@ -24,7 +24,7 @@ The hierarchy::
 
 An `ActionError` is status + code + message + details and nothing more (as in
 Starlette's HTTPException): the HTTP layer turns it into the one error body of
-DESIGN.md §5, the CLI prints the same body.
+docs/http.md#errors, the CLI prints the same body.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every status code of DESIGN.md §5 through a real socket, with the one error body."""
+"""Every status code of docs/http.md#errors through a real socket, with the one error body."""
 
 from __future__ import annotations
 

@@ -97,3 +97,44 @@ def test_the_walker_finds_a_circle() -> None:
 
 def test_the_package_has_no_import_circle() -> None:
     assert cycles(graph()) == []
+
+
+DOC = PACKAGE.parents[1] / "docs" / "architecture.md"
+
+
+def layers() -> tuple[dict[str, str], dict[str, set[str]]]:
+    """From docs/architecture.md: module prefix → layer, and layer → layers it may import."""
+    text = DOC.read_text()
+    table = text.split("<!-- layers -->", 1)[1].strip().splitlines()
+    placed: dict[str, str] = {}
+    allowed: dict[str, set[str]] = {}
+    order: list[str] = []
+    for row in table[2:]:
+        if not row.startswith("|"):
+            break
+        layer, modules, may = (cell.strip() for cell in row.strip("|").split("|"))
+        order.append(layer)
+        for name in modules.split(","):
+            name = name.strip().split()[0].strip("`")
+            placed[name if name == ROOT else f"{ROOT}.{name}"] = layer
+        below = set(order) if may == "every layer" else {m.strip() for m in may.split(",") if m}
+        allowed[layer] = below | {layer}
+    return placed, allowed
+
+
+def layer_of(module: str, placed: dict[str, str]) -> str:
+    candidates = [p for p in placed if module == p or module.startswith(p + ".")]
+    assert candidates, f"{module} is in no layer of docs/architecture.md"
+    return placed[max(candidates, key=len)]
+
+
+def test_every_import_follows_the_documented_layers() -> None:
+    placed, allowed = layers()
+    wrong = []
+    for module, targets in graph().items():
+        mine = layer_of(module, placed)
+        for target in targets:
+            theirs = layer_of(target, placed)
+            if theirs not in allowed[mine]:
+                wrong.append(f"{module} ({mine}) imports {target} ({theirs})")
+    assert wrong == []

@@ -1,4 +1,4 @@
-"""The one error body of every HTTP error (DESIGN.md §5), as bytes.
+"""The one error body of every HTTP error (docs/http.md#errors), as bytes.
 
 `{"error": {"code", "message", "details": [{"path", "message"}], "trace_id"}}`
 

@@ -3,7 +3,7 @@
 Pure: the same registry and config always give the same document (routes in
 path order, shared schemas in name order), so it can be built once per loaded
 registry and served as cached bytes. The error body every route shares
-(DESIGN.md §5) and the schemas the manifests take from `schemas/` are named
+(docs/http.md#errors) and the schemas the manifests take from `schemas/` are named
 components; input and output schemas are otherwise inline, as the manifests
 wrote them.
 """
