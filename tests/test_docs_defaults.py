@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
-from actions_server.config import Config, config_schema, load_config
+from actions_server.config import Config, CorsConfig, config_schema, load_config
 from actions_server.mail.transports import SmtpSettings
 from actions_server.manifests.model import ActionSpec
 from actions_server.openapi.document import DEFAULT_VERSION
@@ -141,6 +141,8 @@ def config_default(config: Config, key: Key) -> Any:
     rest: Key
     if key[:2] == ("mail", "smtp"):  # kept as given; SmtpSettings fills in the rest
         node, rest = SmtpSettings(host="(required)"), key[2:]
+    elif key[:2] == ("server", "cors"):  # off unless given; given, these fill in the rest
+        node, rest = CorsConfig(origins="(required)"), key[2:]
     elif key[:1] == ("openapi",):
         node, rest = {"version": DEFAULT_VERSION}, key[1:]  # kept as a plain section
     else:
@@ -155,7 +157,7 @@ def config_default(config: Config, key: Key) -> Any:
             node = node[part]
         else:
             raise NoDefault(f"no default for config key {'.'.join(key)}")
-    if isinstance(node, SmtpSettings) or node == "(required)":
+    if isinstance(node, SmtpSettings | CorsConfig) or node == "(required)":
         raise NoDefault(f"config key {'.'.join(key)} has no default")
     return node
 

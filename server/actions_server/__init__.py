@@ -22,6 +22,8 @@ from .errors import (
     Unauthorized,
 )
 from .http.uploads import UploadedFile
+from .request import HttpRequest
+from .response import Cookie, Response
 from .scope import RunInfo
 
 __all__ = [
@@ -31,14 +33,17 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Context",
+    "Cookie",
     "DbSession",
     "ErrorDetail",
     "Forbidden",
+    "HttpRequest",
     "LoadError",
     "NotFound",
     "Principal",
     "Problem",
     "QueryError",
+    "Response",
     "RunInfo",
     "RunLogger",
     "TableQuery",

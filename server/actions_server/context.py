@@ -19,6 +19,8 @@ from .mail.message import Mail
 from .queue.facades import EventBuffer, Events, Queue
 from .redaction import Redactor
 from .registry import Registry
+from .request import HttpRequest
+from .response import Cookie
 from .runs.lines import LogEntry
 from .scope import RunInfo
 from .services import Services
@@ -109,9 +111,11 @@ class Context:
         "_recorder",
         "_redactor",
         "_registry",
+        "_request",
         "_services",
         "auth",
         "db",
+        "response_cookies",
         "run",
     )
 
@@ -125,6 +129,7 @@ class Context:
         services: Services,
         recorder: RunRecorder | None = None,
         redactor: Redactor = redaction.DEFAULT,
+        request: Callable[[], HttpRequest] | HttpRequest | None = None,
     ) -> None:
         self.db = db
         self.run = run
@@ -137,7 +142,19 @@ class Context:
         self._queue: Queue | None = None
         self._events: EventBuffer | None = None
         self._kv: KV | None = None
+        self._request = request  # a factory until first read: most runs never look
+        # Cookies set through ctx.auth.login/logout, sent with an HTTP response.
+        self.response_cookies: list[Cookie] = []
+        auth.bind(db, self.response_cookies)
         db.on_savepoint(self._mark_events)
+
+    @property
+    def request(self) -> HttpRequest | None:
+        """The HTTP request of an api or webhook run; None on other triggers."""
+        request = self._request
+        if request is not None and not isinstance(request, HttpRequest):
+            request = self._request = request()
+        return request
 
     @property
     def storage(self) -> Storage:

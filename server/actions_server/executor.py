@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import psycopg
 
-from . import metrics, redaction
+from . import metrics, receipts, redaction
+from .answers import REPLAYED, Result, encode, keep, raw_note
 from .auth import Auth, AuthContext
 from .context import Context
 from .db.errors import connection_lost, map_database_error
@@ -37,10 +37,13 @@ from .errors import (
     ValidationFailed,
 )
 from .guards import NOBODY, Caller, Guard, GuardCall, GuardFactory
-from .jsonutil import dumps
+from .ids import new_run_id, new_trace_id
 from .manifests.model import ActionSpec
+from .receipts import ReceiptKey, Stored
 from .redaction import Redactor
 from .registry import Registry
+from .request import HttpRequest
+from .response import Response
 from .runs.lines import RunEntry
 from .runs.recorder import RunRecorder, error_record
 from .scope import RunInfo
@@ -57,57 +60,6 @@ WORKER_TRIGGERS = frozenset({"job", "event", "cron"})
 
 # Marks a job done inside the run's transaction (see Executor.run).
 Completion = Callable[[DbSession], Awaitable[None]]
-
-
-# Ids must be unique, not secret: the process's PRNG (seeded from the OS at
-# start) is several times cheaper than os.urandom + uuid.UUID, which showed up
-# in profiles at several µs per request.
-_random_bits = random.getrandbits
-
-
-def new_trace_id() -> str:
-    """32 hex digits (the W3C trace-id shape): the time in milliseconds, then 80
-    random bits.
-
-    The time first keeps the runs table's trace-id index growing at its right
-    edge, as the primary key does: with random ids every recorded run touched a
-    random page of that index, which cost PostgreSQL about half its work per
-    row ingested (8.1 against 5.3 µs per row, measured with COPY batches).
-    """
-    return f"{time.time_ns() // 1_000_000:012x}{_random_bits(80):020x}"
-
-
-_VARIANT = 0b10 << 62
-_last_ms = -1
-_ms_prefix = ""  # the first 13 characters of every id made in _last_ms
-_sequence = 0  # the 12-bit rand_a field, counting up within one millisecond
-
-
-def new_run_id() -> str:
-    """A UUIDv7: time-ordered, so runs written to an index stay close together.
-
-    Within a millisecond the 12-bit `rand_a` field is a counter that starts at a
-    random value below 2048 (RFC 9562, method 1), so one process's ids sort in
-    the order its runs started: the dashboard lists runs by id. The timestamp's
-    text is made once per millisecond; under load many runs share it.
-    """
-    global _last_ms, _ms_prefix, _sequence
-    unix_ms = time.time_ns() // 1_000_000
-    if unix_ms > _last_ms:
-        _sequence = _random_bits(11)
-    else:  # the same millisecond, or the clock stepped back: keep counting up
-        _sequence += 1
-        if _sequence > 0xFFF:
-            _sequence = _random_bits(11)
-            unix_ms = _last_ms + 1
-        else:
-            unix_ms = _last_ms
-    if unix_ms != _last_ms:
-        _last_ms = unix_ms
-        stamp = f"{unix_ms:012x}"
-        _ms_prefix = f"{stamp[:8]}-{stamp[8:]}"
-    tail = f"{_VARIANT | _random_bits(62):016x}"  # the variant bits, then 62 random ones
-    return f"{_ms_prefix}-7{_sequence:03x}-{tail[:4]}-{tail[4:]}"
 
 
 class Executor:
@@ -166,12 +118,21 @@ class Executor:
         attempt: int = 1,
         job_id: str | None = None,
         completion: Completion | None = None,
+        request: Callable[[], HttpRequest] | None = None,
+        receipt: ReceiptKey | None = None,
+        status: int = 200,
     ) -> Result:
         """Run `action` with `payload` for `caller`: its output, or an ActionError.
 
         `completion`, for a job, marks the job done inside the run's transaction
         when the run touched the database, so that the job's effects and its
         completion commit together; `Result.completed` says whether it did.
+
+        `request` makes `ctx.request` (HTTP runs). With a `receipt`, a request
+        that already ran gets its kept answer (`Result.replayed`) without running
+        the handler again, and a first run's answer (with `status`, the
+        trigger's, unless the handler's Response says otherwise) is kept in its
+        transaction.
         """
         run = RunInfo(
             new_run_id(),
@@ -201,8 +162,11 @@ class Executor:
             services=self.services,
             recorder=self.recorder,
             redactor=self.redactor,
+            request=request,
         )
         completed = False
+        replayed: Stored | None = None
+        response: Response | None = None
         started = time.perf_counter()
         limit = None if action.timeout_seconds is not None else self.default_timeouts.get(trigger)
         watched = asyncio.current_task() if limit is not None else None
@@ -213,20 +177,31 @@ class Executor:
             if action.timeout_seconds is None and not action.guards and action.input is None:
                 output = await action.handler(payload, ctx)  # nothing to check first
             elif action.timeout_seconds is None:
-                output = await self._guarded(action, payload, ctx, caller)
+                output = await self._guarded(action, payload, ctx, caller, receipt)
             else:
                 try:
                     async with asyncio.timeout(action.timeout_seconds):
-                        output = await self._guarded(action, payload, ctx, caller)
+                        output = await self._guarded(action, payload, ctx, caller, receipt)
                 except TimeoutError:
                     raise ActionTimeout(
                         f"the action took longer than {action.timeout_seconds:g}s"
                     ) from None
-            # Encoded before the commit: output JSON cannot hold must not leave
-            # committed work behind an error the client never sees.
-            body = _encode(output)
-            if action.output is not None:
-                _check_output(action, output, run)
+            if isinstance(output, Stored):  # a retry: the kept answer, nothing ran
+                replayed, output, body = output, None, REPLAYED
+            else:
+                if isinstance(output, Response):  # the output schema is the body's
+                    response, output = output, output.body
+                # Encoded before the commit: output JSON cannot hold must not leave
+                # committed work behind an error the client never sees.
+                body = (
+                    raw_note(response)
+                    if response is not None and response.is_raw
+                    else encode(output)
+                )
+                if action.output is not None and (response is None or not response.is_raw):
+                    _check_output(action, output, run)
+                if receipt is not None:
+                    await keep(ctx, receipt, response, output, body, status)
             await ctx.flush_events()
             if completion is not None and session.used:
                 await completion(session)
@@ -262,7 +237,7 @@ class Executor:
         # The output as encoded for the response: no second encoding, and a handler
         # that keeps its returned object and changes it later cannot alter the record.
         self._record(run, ctx.auth, payload, body, None, started)
-        return Result(output, body, completed)
+        return Result(output, body, completed, response, ctx.response_cookies, replayed)
 
     def _record(
         self,
@@ -295,7 +270,14 @@ class Executor:
                 )
             )
 
-    async def _guarded(self, action: ActionSpec, payload: Any, ctx: Context, caller: Caller) -> Any:
+    async def _guarded(
+        self,
+        action: ActionSpec,
+        payload: Any,
+        ctx: Context,
+        caller: Caller,
+        receipt: ReceiptKey | None = None,
+    ) -> Any:
         guards = self.guards_of(action)
         if guards:
             call = GuardCall(ctx, caller, payload, action)
@@ -304,6 +286,10 @@ class Executor:
                 if pending is not None:
                     await pending
         _check_input(action, payload, self.redactor)
+        if receipt is not None:  # after the guards: only the caller may see its answer
+            stored = await receipts.look_up(await ctx.db.connection(), receipt)
+            if stored is not None:
+                return stored
         return await action.handler(payload, ctx)
 
     async def _abandon(self, session: DbSession, run: RunInfo) -> None:
@@ -350,27 +336,6 @@ class Executor:
             extra={"action": run.action, "trace_id": run.trace_id, "run_id": run.id},
         )
         return InternalError(f"internal error; see the server log for trace id {run.trace_id}")
-
-
-class Result:
-    """What a run produced: the output, the JSON the client receives, and whether a
-    job's completion was committed with it."""
-
-    __slots__ = ("completed", "json", "output")
-
-    def __init__(self, output: Any, json: bytes, completed: bool = False) -> None:
-        self.output = output
-        self.json = json
-        self.completed = completed
-
-
-def _encode(output: Any) -> bytes:
-    try:
-        return dumps(output)
-    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
-        raise InternalError(
-            f"the action returned a value JSON cannot hold: {exc}", code="invalid_output"
-        ) from exc
 
 
 def _check_input(action: ActionSpec, payload: Any, redactor: Redactor) -> None:

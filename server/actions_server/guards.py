@@ -41,6 +41,7 @@ class Caller:
     token_error: TokenError | None = None  # a token was presented and refused
     client_ip: str | None = None
     org_header: str | None = None  # x-org-id
+    via_cookie: bool = False  # the token came from the session cookie (CSRF applies)
 
 
 NOBODY = Caller()  # an anonymous caller with nothing known about it

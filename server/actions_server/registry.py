@@ -21,6 +21,7 @@ from .manifests.model import (
     CronTrigger,
     EventTrigger,
     ModuleSpec,
+    WebhookTrigger,
 )
 from .manifests.paths import PathTemplate
 
@@ -31,6 +32,7 @@ class Route:
     path: PathTemplate
     status: int
     action: ActionSpec
+    webhook: WebhookTrigger | None = None  # a webhook route: verified before anything else
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,7 +78,7 @@ def build_registry(
                 continue
             actions[action.name] = action
             for trigger in action.triggers:
-                if isinstance(trigger, ApiTrigger):
+                if isinstance(trigger, ApiTrigger | WebhookTrigger):
                     key = (trigger.method, trigger.path.key)
                     taken = routes.get(key)
                     if taken is not None:
@@ -94,10 +96,11 @@ def build_registry(
                         path=trigger.path,
                         status=trigger.status,
                         action=action,
+                        webhook=trigger if isinstance(trigger, WebhookTrigger) else None,
                     )
                 elif isinstance(trigger, EventTrigger):
                     subscriptions.setdefault(trigger.event, []).append(action)
-                else:
+                elif isinstance(trigger, CronTrigger):
                     schedules.append(Schedule(action=action, trigger=trigger))
     registry = Registry(
         modules=modules,

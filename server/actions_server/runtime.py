@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from .auth import Auth
+from .auth.revocation import stop as stop_refreshing
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
 from .db.embedded import start_embedded
@@ -73,8 +74,12 @@ async def open_runtime(
         await database.open()
         stack.push_async_callback(database.close)
         services = await open_services(config, database, stack)
+        auth = Auth(config.auth)
         async with database.pool.connection() as conn:
             ids = await id_formats(conn, config.auth.orgs)
+            await auth.revoked.refresh(conn)  # a token revoked before a restart stays refused
+        refreshing = auth.revoked.start(database.detached)
+        stack.push_async_callback(stop_refreshing, refreshing)
         guards = GuardFactory(
             services.detached_kv, config.auth.orgs, config.root, ids=ids, clock=clock
         )
@@ -88,7 +93,7 @@ async def open_runtime(
             stack.push_async_callback(recorder.close)
         executor = Executor(
             database,
-            Auth(config.auth),
+            auth,
             guards,
             registry,
             services,

@@ -29,7 +29,7 @@ from .auth import SYSTEM
 from .config import Config
 from .db.pool import OUTAGE_ERRORS as DB_ERRORS
 from .db.pool import Connection, Database
-from .executor import new_trace_id
+from .ids import new_trace_id
 from .maintenance import MAINTENANCE_CRON, MAINTENANCE_TICK, run_maintenance
 from .manifests.cron import parse_cron, pins_hour, repeats_wall_time
 from .queue import store

@@ -123,7 +123,8 @@ def layers() -> tuple[dict[str, str], dict[str, set[str]]]:
 
 
 def layer_of(module: str, placed: dict[str, str]) -> str:
-    candidates = [p for p in placed if module == p or module.startswith(p + ".")]
+    # The root is the public API module only; it does not place the package's modules.
+    candidates = [p for p in placed if module == p or (p != ROOT and module.startswith(p + "."))]
     assert candidates, f"{module} is in no layer of docs/architecture.md"
     return placed[max(candidates, key=len)]
 

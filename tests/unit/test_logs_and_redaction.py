@@ -76,7 +76,7 @@ def test_run_ids_sort_by_the_moment_they_were_made() -> None:
     import time
     import uuid
 
-    from actions_server.executor import new_run_id
+    from actions_server.ids import new_run_id
     from actions_server.runs.store import first_id_at
 
     now = time.time()
@@ -88,7 +88,7 @@ def test_run_ids_sort_by_the_moment_they_were_made() -> None:
 def test_run_ids_made_in_one_millisecond_keep_their_order() -> None:
     import uuid
 
-    from actions_server.executor import new_run_id
+    from actions_server.ids import new_run_id
 
     ids = [new_run_id() for _ in range(20_000)]  # thousands share a millisecond
     assert ids == sorted(ids)
@@ -100,7 +100,7 @@ def test_trace_ids_are_w3c_shaped_and_start_with_the_time() -> None:
     import re
     import time
 
-    from actions_server.executor import new_trace_id
+    from actions_server.ids import new_trace_id
 
     first = new_trace_id()
     while new_trace_id()[:12] == first[:12]:

@@ -3,15 +3,23 @@ auth settings of the running app behind it."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import AuthConfig
+from ..response import Cookie
 from .passwords import hash_password, verify_password
 from .policy import RolePolicy, permits
 from .principal import SYSTEM_KIND, Principal, org_role_name
+from .revocation import RevocationList, revoke_token
 from .tokens import TokenIssuer, TokenVerifier
+
+if TYPE_CHECKING:
+    from ..db.session import DbSession
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 class Auth:
@@ -19,7 +27,8 @@ class Auth:
 
     def __init__(self, config: AuthConfig) -> None:
         self.config = config
-        self.verifier = TokenVerifier(config.jwt)
+        self.revoked = RevocationList()
+        self.verifier = TokenVerifier(config.jwt, self.revoked)
         self.issuer = TokenIssuer(config.jwt)
         self.policy = RolePolicy(config.roles)
 
@@ -36,7 +45,7 @@ class Auth:
 class AuthContext:
     """`ctx.auth`: the caller of this run, as the guards have established it."""
 
-    __slots__ = ("_auth", "_permissions", "org_id", "org_role", "principal")
+    __slots__ = ("_auth", "_cookies", "_db", "_permissions", "org_id", "org_role", "principal")
 
     def __init__(self, auth: Auth, principal: Principal) -> None:
         self._auth = auth
@@ -44,6 +53,12 @@ class AuthContext:
         self.org_id = principal.org_id
         self.org_role = principal.org_role
         self._permissions: frozenset[str] | None = None
+        self._db: DbSession | None = None
+        self._cookies: list[Cookie] | None = None
+
+    def bind(self, db: DbSession, cookies: list[Cookie]) -> None:
+        """Give `login`/`logout` the run's database session and its response cookies."""
+        self._db, self._cookies = db, cookies
 
     @property
     def user_id(self) -> str | None:
@@ -114,6 +129,53 @@ class AuthContext:
         return self._auth.issuer.issue(
             user_id, roles=roles, permissions=permissions, ttl_seconds=ttl_seconds, claims=claims
         )
+
+    def login(
+        self,
+        user_id: str,
+        *,
+        roles: Iterable[str] = (),
+        permissions: Iterable[str] = (),
+        claims: Mapping[str, Any] | None = None,
+        ttl_seconds: int | None = None,
+    ) -> str:
+        """Sign the user in: a token (the same JWT the API accepts) set as the session
+        cookie (`auth.session`) on the HTTP response, and returned for API clients."""
+        session = self._auth.config.session
+        ttl = ttl_seconds or session.ttl_seconds
+        token = self.issue_token(
+            user_id, roles=roles, permissions=permissions, ttl_seconds=ttl, claims=claims
+        )
+        if session.cookie and self._cookies is not None:
+            self._cookies.append(
+                Cookie(
+                    name=session.cookie,
+                    value=token,
+                    max_age=ttl,
+                    secure=session.secure,
+                    same_site=session.same_site,
+                )
+            )
+        return token
+
+    async def logout(self) -> None:
+        """Sign the caller out: its token is revoked (in the run's transaction: on every
+        instance within a second of the commit) and the session cookie cleared."""
+        jti, expires = self.claims.get("jti"), self.claims.get("exp")
+        if isinstance(jti, str) and isinstance(expires, int | float) and self._db is not None:
+            await revoke_token(await self._db.connection(), jti, float(expires))
+        session = self._auth.config.session
+        if session.cookie and self._cookies is not None:
+            self._cookies.append(
+                Cookie(
+                    name=session.cookie,
+                    value="",
+                    max_age=0,
+                    expires=EPOCH,
+                    secure=session.secure,
+                    same_site=session.same_site,
+                )
+            )
 
     def __repr__(self) -> str:
         return f"<AuthContext {self.principal.kind} user={self.user_id!r} org={self.org_id!r}>"

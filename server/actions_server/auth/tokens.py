@@ -18,6 +18,7 @@ import jwt
 from ..config import JwtConfig
 from ..errors import ActionError, ActionsServerError
 from .principal import ORG_ROLE_PREFIX, USER_KIND, Principal
+from .revocation import RevocationList
 
 
 class TokenError(ActionError):
@@ -50,8 +51,9 @@ def bearer_token(header: str | None) -> str | None:
 class TokenVerifier:
     """Verifies JWTs against `auth.jwt` and caches the principals of good ones."""
 
-    def __init__(self, config: JwtConfig) -> None:
+    def __init__(self, config: JwtConfig, revoked: RevocationList | None = None) -> None:
         self.config = config
+        self.revoked = revoked if revoked is not None else RevocationList()
         self._keys: dict[str | None, Any] = {}
         if config.is_hmac:
             self._keys[None] = config.secret
@@ -69,9 +71,13 @@ class TokenVerifier:
         if cached is not None:
             principal, expires = cached
             if time.time() <= expires:
+                if self.revoked and self.revoked.refuses(principal.claims):
+                    raise TokenError("the token has been revoked")
                 return principal
             del self._cache[token]
         principal, expires = self._decode(token)
+        if self.revoked and self.revoked.refuses(principal.claims):
+            raise TokenError("the token has been revoked")
         if self.config.cache_size:
             if len(self._cache) >= self.config.cache_size:
                 del self._cache[next(iter(self._cache))]  # the oldest entry

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -53,3 +53,17 @@ def _load(config_file: Path, log_to: TextIO | None = None) -> tuple[Config, Regi
 @click.version_option(package_name="actions-server")
 def main() -> None:
     """A declarative, YAML-driven action server."""
+
+
+class DefaultGroup(click.Group):
+    """A group whose `default` command runs when the first word names no command:
+    `token CONFIG --user U` means `token issue CONFIG --user U`."""
+
+    def __init__(self, *args: Any, default: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default = default
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)

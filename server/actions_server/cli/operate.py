@@ -24,7 +24,7 @@ def jobs_group(ctx: click.Context, config_file: Path) -> None:
     ctx.obj = config_file
 
 
-def _with_connection(config_file: Path, work: Callable[[Any], Any]) -> Any:
+def with_connection(config_file: Path, work: Callable[[Any], Any]) -> Any:
     """Run `work(conn)` on a connection to the app's database (framework tables migrated)."""
     import psycopg
     from psycopg.rows import dict_row
@@ -55,7 +55,7 @@ def jobs_list(config_file: Path, status: str | None, limit: int) -> None:
     from ..queue import store
 
     with user_errors():
-        rows = _with_connection(config_file, lambda conn: store.list_jobs(conn, status, limit))
+        rows = with_connection(config_file, lambda conn: store.list_jobs(conn, status, limit))
     for row in rows:
         error = row["last_error"] or {}
         tail = f"  {error.get('code')}: {error.get('message')}" if error else ""
@@ -78,7 +78,7 @@ def jobs_retry(config_file: Path, job_id: int | None, all_dead: bool) -> None:
     if (job_id is None) == (not all_dead):
         raise click.UsageError("give a job id or --all-dead")
     with user_errors():
-        retried = _with_connection(
+        retried = with_connection(
             config_file, lambda conn: store.retry(conn, None if all_dead else job_id)
         )
     for dead_id, holder in retried.held.items():
@@ -105,7 +105,7 @@ def jobs_cancel(config_file: Path, job_id: int) -> None:
     from ..queue import store
 
     with user_errors():
-        outcome = _with_connection(config_file, lambda conn: store.cancel(conn, job_id))
+        outcome = with_connection(config_file, lambda conn: store.cancel(conn, job_id))
     if outcome is None:
         click.echo(f"job {job_id} is not queued, running or dead", err=True)
         sys.exit(1)
@@ -134,7 +134,7 @@ def mail_list(config_file: Path, limit: int, body: bool) -> None:
         return rows
 
     with user_errors():
-        rows = _with_connection(config_file, recent)
+        rows = with_connection(config_file, recent)
     for row in rows:
         to = ", ".join(row["recipients"])
         click.echo(f"{row['id']:>6}  {row['created_at']:%Y-%m-%d %H:%M:%S}  {to}  {row['subject']}")

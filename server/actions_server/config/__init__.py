@@ -29,6 +29,7 @@ from .model import (
     STATE_DIR,
     AuthConfig,
     Config,
+    CorsConfig,
     DashboardConfig,
     DatabaseConfig,
     JwtConfig,
@@ -42,6 +43,7 @@ from .model import (
     RunsConfig,
     SchedulerConfig,
     ServerConfig,
+    SessionConfig,
     StorageConfig,
 )
 from .schema import config_schema, config_validator, schema_at, set_at
@@ -53,6 +55,7 @@ __all__ = [
     "STATE_DIR",
     "AuthConfig",
     "Config",
+    "CorsConfig",
     "DashboardConfig",
     "DatabaseConfig",
     "JwtConfig",
@@ -66,6 +69,7 @@ __all__ = [
     "RunsConfig",
     "SchedulerConfig",
     "ServerConfig",
+    "SessionConfig",
     "StorageConfig",
     "config_from_doc",
     "config_schema",

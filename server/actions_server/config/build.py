@@ -12,6 +12,7 @@ from .model import (
     DEFAULT_MAIL_RETRY,
     AuthConfig,
     Config,
+    CorsConfig,
     DashboardConfig,
     DatabaseConfig,
     JwtConfig,
@@ -25,6 +26,7 @@ from .model import (
     RunsConfig,
     SchedulerConfig,
     ServerConfig,
+    SessionConfig,
     StorageConfig,
 )
 
@@ -76,7 +78,11 @@ def build_config(
         schemas=folder("schemas", "schemas/"),
         migrations=folder("migrations", "migrations/"),
         server=ServerConfig(
-            **{**server, "trusted_proxies": tuple(server.get("trusted_proxies", ()))}
+            **{
+                **server,
+                "trusted_proxies": tuple(server.get("trusted_proxies", ())),
+                "cors": cors_config(server.get("cors")),
+            }
         ),
         database=DatabaseConfig(
             **{k: v for k, v in database.items() if k != "pool"}, pool=PoolConfig(**pool)
@@ -85,6 +91,7 @@ def build_config(
             jwt=jwt,
             roles={role: tuple(perms) for role, perms in auth.get("roles", {}).items()},
             orgs=OrgTables(**auth.get("orgs", {})),
+            session=SessionConfig(**auth.get("session", {})),
         ),
         logging=LoggingConfig(**data.get("logging", {})),
         dashboard=DashboardConfig(**data.get("dashboard", {})),
@@ -98,6 +105,18 @@ def build_config(
         sections={k: v for k, v in data.items() if k not in typed and isinstance(v, dict)},
         lines=lines,
     )
+
+
+def cors_config(raw: Mapping[str, Any] | None) -> CorsConfig | None:
+    if raw is None:
+        return None
+    values: dict[str, Any] = dict(raw)
+    for key in ("allow_headers", "expose_headers"):
+        if key in values:
+            values[key] = tuple(values[key])
+    if values["origins"] != "*":
+        values["origins"] = tuple(values["origins"])
+    return CorsConfig(**values)
 
 
 def metrics_config(raw: Mapping[str, Any]) -> MetricsConfig:

@@ -17,6 +17,23 @@ STATE_DIR = ".actions-server"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CorsConfig:
+    """`server.cors`: which browser origins may call the API (http/cors.py applies it)."""
+
+    origins: tuple[str, ...] | str  # "*": any origin
+    credentials: bool = False
+    allow_headers: tuple[str, ...] = (
+        "authorization",
+        "content-type",
+        "x-org-id",
+        "x-trace-id",
+        "idempotency-key",
+    )
+    expose_headers: tuple[str, ...] = ("x-trace-id", "retry-after", "location")
+    max_age: int = 600
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -28,6 +45,8 @@ class ServerConfig:
     max_connections: int = 1000  # per process
     access_log: bool = False
     trusted_proxies: tuple[str, ...] = ()
+    cors: CorsConfig | None = None  # off unless configured
+    idempotency_ttl_seconds: float = 86400.0  # how long an Idempotency-Key's answer is kept
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,10 +102,21 @@ class OrgTables:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SessionConfig:
+    """`auth.session`: cookie login (`ctx.auth.login`); off without a cookie name."""
+
+    cookie: str | None = None
+    ttl_seconds: int = 86400
+    secure: bool = True
+    same_site: str = "Lax"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AuthConfig:
     jwt: JwtConfig = field(default_factory=JwtConfig)
     roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     orgs: OrgTables = field(default_factory=OrgTables)
+    session: SessionConfig = field(default_factory=SessionConfig)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..errors import ActionError, BadRequest, NotFound
 from ..manifests.cron import parse_cron
-from ..manifests.model import ApiTrigger, EventTrigger, Trigger
+from ..manifests.model import ApiTrigger, EventTrigger, Trigger, WebhookTrigger
 from ..queue import store as queue_store
 from . import queries
 from .access import DashboardAccess, from_elsewhere
@@ -337,6 +337,8 @@ def _nest(rows: list[dict[str, Any]], root: uuid.UUID) -> list[dict[str, Any]]:
 def _describe_trigger(trigger: Trigger) -> str:
     if isinstance(trigger, ApiTrigger):
         return f"{trigger.method} {trigger.path.openapi}"
+    if isinstance(trigger, WebhookTrigger):
+        return f"webhook {trigger.method} {trigger.path.openapi} ({trigger.verify.scheme})"
     if isinstance(trigger, EventTrigger):
         return f"event {trigger.event}"
     return f"cron {trigger.expression} ({trigger.timezone})"

@@ -23,30 +23,42 @@ from aiohttp import web
 from .. import metrics
 from ..auth import AuthContext
 from ..dashboard.views import Dashboard
-from ..errors import ActionError, Forbidden, InternalError, MethodNotAllowed
-from ..executor import new_trace_id
-from ..guards import identity_denial
-from ..jsonutil import dumps
+from ..errors import ActionError, BadRequest, Forbidden, MethodNotAllowed, NotFound
+from ..guards import Caller, identity_denial
+from ..ids import new_trace_id
 from ..queue import store as queue_store
-from ..registry import Registry
+from ..receipts import ReceiptKey, fingerprint
+from ..registry import Registry, Route
+from ..request import HttpRequest
 from ..runtime import Runtime
 from ..storage import check_key
 from ..storage.signing import ROUTE as STORAGE_ROUTE
 from ..storage.signing import verify
-from .caller import Network, caller_of, forwarded_for, hops, in_networks, parse_networks
+from .caller import (
+    Network,
+    caller_of,
+    client_ip,
+    forwarded_for,
+    hops,
+    in_networks,
+    parse_networks,
+)
 from .connections import ConnectionLimits, ConnectionServer
-from .errors import error_json, from_aiohttp
+from .cors import CorsPolicy
+from .csrf import UNSAFE, csrf_denial
 from .inputs import BodyLimits, read_input
 from .reference import ApiReference
+from .responses import TRACE_HEADER, answer, error_response, failure_response, json_response, stream
 from .routes import Router, normalize_path
 from .uploads import close_files
 
 log = logging.getLogger("actions_server.http")
 
-TRACE_HEADER = "x-trace-id"
 # A caller's trace id is kept when it is plain enough to put in logs and headers.
 _TRACE_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}\Z")
-_JSON = "application/json"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 255
+_CORS_HEADERS = "actions_server.cors"  # request[...]: headers every answer to it carries
 
 Endpoint = Callable[[web.BaseRequest, str], Awaitable[web.StreamResponse]]
 
@@ -75,6 +87,10 @@ class HttpFront:
         self.verifier = runtime.executor.auth.verifier
         self.local_storage = runtime.executor.services.local_storage
         self.trusted_proxies = parse_networks(runtime.config.server.trusted_proxies)
+        cors = runtime.config.server.cors
+        self.cors = CorsPolicy.from_config(cors) if cors is not None else None
+        self.session_cookie = runtime.config.auth.session.cookie
+        self.idempotency_ttl = runtime.config.server.idempotency_ttl_seconds
 
     def use_registry(self, registry: Registry) -> None:
         """Serve `registry` from the next request on (in-flight requests finish on the old one)."""
@@ -94,6 +110,54 @@ class HttpFront:
         trace_id = incoming if incoming and _TRACE_ID.match(incoming) else new_trace_id()
         # rel_url, not raw_path: an absolute-form target (GET http://host/x) has a path too.
         path = normalize_path(request.rel_url.raw_path)
+        cors = self.cors
+        if cors is None:
+            return await self.dispatch(request, path, trace_id, started)
+        # CORS is outermost: a preflight is answered before routing and guards, and
+        # every answer (errors included) carries the headers the origin is allowed.
+        origin = request.headers.get("Origin")
+        asks = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+        if origin is not None and asks:
+            return self.preflight(request, path, origin, cors, trace_id)
+        extra = cors.response_headers(origin)
+        vary = cors.vary()
+        if vary is not None:
+            extra["Vary"] = vary
+        request[_CORS_HEADERS] = extra
+        response = await self.dispatch(request, path, trace_id, started)
+        if not response.prepared:  # a stream was sent with them already
+            for name, value in extra.items():
+                response.headers.setdefault(name, value)
+        return response
+
+    def preflight(
+        self,
+        request: web.BaseRequest,
+        path: str,
+        origin: str,
+        cors: CorsPolicy,
+        trace_id: str,
+    ) -> web.StreamResponse:
+        """204 for an allowed origin asking about a path that exists; 404 for a path
+        that does not; 403 without CORS headers for an origin or a header not allowed."""
+        methods = {"GET", "HEAD"} if path in self.builtins else self.router.methods(path)
+        if not methods:
+            return error_response(
+                NotFound(f"no route for {path}", code="route_not_found"), trace_id
+            )
+        headers = cors.preflight_headers(
+            origin, methods, request.headers.get("Access-Control-Request-Headers")
+        )
+        if headers is None:
+            refused = Forbidden(
+                f"CORS does not allow this request from {origin}", code="cors_refused"
+            )
+            return error_response(refused, trace_id)
+        return web.Response(status=204, headers={**headers, TRACE_HEADER: trace_id})
+
+    async def dispatch(
+        self, request: web.BaseRequest, path: str, trace_id: str, started: float
+    ) -> web.StreamResponse:
         builtin = self.builtins.get(path)
         if builtin is None and path.startswith(STORAGE_ROUTE) and self.local_storage is not None:
             builtin = self.signed_download
@@ -119,33 +183,100 @@ class HttpFront:
             action = route.action
             action_name = action.name
             with_ip = action.name in self.needs_client_ip
-            caller = caller_of(request, self.verifier, self.trusted_proxies, with_ip=with_ip)
+            caller = caller_of(
+                request,
+                self.verifier,
+                self.trusted_proxies,
+                with_ip=with_ip,
+                session_cookie=self.session_cookie,
+            )
+            if caller.via_cookie:
+                denial = csrf_denial(request.method, request.headers, self.cors)
+                if denial is not None:
+                    raise denial
             if action.name in self.needs_identity and not caller.principal.is_authenticated:
                 # Refuse before reading a body that could be megabytes long.
                 auth = AuthContext(self.runtime.executor.auth, caller.principal)
                 denial = identity_denial(auth, caller, action.run_as)
                 if denial is not None:
                     raise denial
-            payload = await read_input(request, action, params, self.limits)
+            payload, raw = await read_input(request, action, params, self.limits)
             try:
                 result = await self.runtime.executor.run(
-                    route.action, payload, trigger="api", caller=caller, trace_id=trace_id
+                    action,
+                    payload,
+                    trigger="api",
+                    caller=caller,
+                    trace_id=trace_id,
+                    request=self.describe(request, path, raw),
+                    receipt=self.receipt_for(request, route, caller, path, raw),
+                    status=route.status,
                 )
+                if result.response is not None and result.response.is_stream:
+                    response = await stream(
+                        request, result, route.status, trace_id, self.extra(request)
+                    )
+                else:
+                    response = answer(result, route.status, trace_id)
             finally:
                 close_files(payload)
         except ActionError as exc:
             response = error_response(exc, trace_id)
         except Exception as exc:
             response = failure_response(exc, trace_id, "request failed outside the executor")
-        else:
-            if result.output is None:
-                status = 204 if route.status == 200 else route.status
-                response = web.Response(status=status, headers={TRACE_HEADER: trace_id})
-            else:
-                headers = {"Content-Type": _JSON, TRACE_HEADER: trace_id}
-                response = web.Response(body=result.json, status=route.status, headers=headers)
         metrics.observe_request(action_name, response.status, time.perf_counter() - started)
         return response
+
+    @staticmethod
+    def extra(request: web.BaseRequest) -> dict[str, str]:
+        """Headers every answer to `request` carries (CORS), for a stream sent early."""
+        found: dict[str, str] = request.get(_CORS_HEADERS, {})
+        return found
+
+    def describe(
+        self, request: web.BaseRequest, path: str, raw: bytes | None
+    ) -> Callable[[], HttpRequest]:
+        """`ctx.request`, made only if the handler looks."""
+
+        def make() -> HttpRequest:
+            return HttpRequest(
+                method=request.method,
+                path=path,
+                headers=request.headers,
+                query=request.query,
+                client=client_ip(
+                    request.remote, forwarded_for(request.headers), self.trusted_proxies
+                ),
+                body=raw,
+            )
+
+        return make
+
+    def receipt_for(
+        self,
+        request: web.BaseRequest,
+        route: Route,
+        caller: Caller,
+        path: str,
+        raw: bytes | None,
+    ) -> ReceiptKey | None:
+        """The receipt an `Idempotency-Key` asks for, on an unsafe method of an action
+        that takes them; keys are per action and per caller."""
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None or request.method not in UNSAFE or not route.action.idempotency:
+            return None
+        if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+            raise BadRequest(
+                f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
+                code="invalid_idempotency_key",
+            )
+        who = caller.principal.user_id or f"ip:{request.remote}"
+        return ReceiptKey(
+            scope=f"{route.action.name}|{who}",
+            key=key,
+            fingerprint=fingerprint(request.method, path, raw),
+            ttl_seconds=self.idempotency_ttl,
+        )
 
     async def signed_download(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
         """A local object, for the holder of a URL from `ctx.storage.get_url`."""
@@ -239,27 +370,6 @@ def _with_guard(registry: Registry, names: set[str]) -> frozenset[str]:
         for name, action in registry.actions.items()
         if any(guard.name in names for guard in action.guards)
     )
-
-
-def json_response(data: Any, status: int, trace_id: str) -> web.Response:
-    headers = {"Content-Type": _JSON, TRACE_HEADER: trace_id}
-    return web.Response(body=dumps(data), status=status, headers=headers)
-
-
-def error_response(error: ActionError, trace_id: str) -> web.Response:
-    headers = {"Content-Type": _JSON, TRACE_HEADER: trace_id, **error.headers}
-    return web.Response(body=error_json(error, trace_id), status=error.status, headers=headers)
-
-
-def failure_response(exc: Exception, trace_id: str, what: str) -> web.Response:
-    """The answer to an exception nothing answered: aiohttp's own refusals keep
-    their 4xx status; anything else is a 500, its traceback logged once as `what`."""
-    if isinstance(exc, ActionError):
-        return error_response(exc, trace_id)
-    if isinstance(exc, web.HTTPClientError):
-        return error_response(from_aiohttp(exc), trace_id)
-    log.error(what, exc_info=exc, extra={"trace_id": trace_id})
-    return error_response(InternalError(), trace_id)
 
 
 def create_server(runtime: Runtime, **kwargs: Any) -> tuple[web.Server, HttpFront]:

@@ -79,24 +79,38 @@ def _is_address(text: str) -> bool:
 
 
 def caller_of(
-    request: web.BaseRequest, verifier: TokenVerifier, trusted: Sequence[Network], *, with_ip: bool
+    request: web.BaseRequest,
+    verifier: TokenVerifier,
+    trusted: Sequence[Network],
+    *,
+    with_ip: bool,
+    session_cookie: str | None = None,
 ) -> Caller:
-    """The Caller of a request; the client address only `with_ip` (rate limits need it)."""
+    """The Caller of a request; the client address only `with_ip` (rate limits need it).
+
+    The token comes from `Authorization: Bearer`, else from the session cookie
+    (`auth.session.cookie`), which marks the caller `via_cookie` for the CSRF check.
+    """
     headers = request.headers
     org = headers.get("x-org-id")
     ip = None
     if with_ip:
         ip = client_ip(request.remote, forwarded_for(headers), trusted)
     authorization = headers.get("Authorization")
+    via_cookie = False
     if authorization is None:
-        if org is None and ip is None:
-            return NOBODY  # the common anonymous request: nothing to build
-        return Caller(client_ip=ip, org_header=org)
+        token = request.cookies.get(session_cookie) if session_cookie else None
+        if not token:
+            if org is None and ip is None:
+                return NOBODY  # the common anonymous request: nothing to build
+            return Caller(client_ip=ip, org_header=org)
+        via_cookie = True
     try:
-        token = bearer_token(authorization)
+        if not via_cookie:
+            token = bearer_token(authorization)
         principal = verifier.verify(token) if token else None
     except TokenError as exc:
-        return Caller(token_error=exc, client_ip=ip, org_header=org)
+        return Caller(token_error=exc, client_ip=ip, org_header=org, via_cookie=via_cookie)
     if principal is None:
         return Caller(client_ip=ip, org_header=org)
-    return Caller(principal=principal, client_ip=ip, org_header=org)
+    return Caller(principal=principal, client_ip=ip, org_header=org, via_cookie=via_cookie)

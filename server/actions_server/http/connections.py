@@ -44,7 +44,7 @@ from aiohttp.http_exceptions import (
 from aiohttp.streams import StreamReader
 
 from ..errors import ActionError, InternalError, RequestTimeout
-from ..executor import new_trace_id
+from ..ids import new_trace_id
 from .errors import error_json
 
 log = logging.getLogger("actions_server.http")

@@ -11,40 +11,29 @@ standard refuses `*` with credentials).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-DEFAULT_ALLOW_HEADERS = (
-    "authorization",
-    "content-type",
-    "x-org-id",
-    "x-trace-id",
-    "idempotency-key",
-)
-DEFAULT_EXPOSE_HEADERS = ("x-trace-id", "retry-after", "location")
-DEFAULT_MAX_AGE = 600
+from ..config import CorsConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CorsPolicy:
     origins: frozenset[str] | None  # None: any origin ("*")
     credentials: bool = False
-    allow_headers: tuple[str, ...] = DEFAULT_ALLOW_HEADERS
-    expose_headers: tuple[str, ...] = DEFAULT_EXPOSE_HEADERS
-    max_age: int = DEFAULT_MAX_AGE
+    allow_headers: tuple[str, ...]
+    expose_headers: tuple[str, ...]
+    max_age: int
 
     @classmethod
-    def from_config(cls, raw: Mapping[str, Any]) -> CorsPolicy:
-        origins = raw.get("origins", ())
+    def from_config(cls, config: CorsConfig) -> CorsPolicy:
+        origins = config.origins
         return cls(
             origins=None if origins == "*" else frozenset(normal_origin(o) for o in origins),
-            credentials=bool(raw.get("credentials", False)),
-            allow_headers=tuple(h.lower() for h in raw.get("allow_headers", DEFAULT_ALLOW_HEADERS)),
-            expose_headers=tuple(
-                h.lower() for h in raw.get("expose_headers", DEFAULT_EXPOSE_HEADERS)
-            ),
-            max_age=int(raw.get("max_age", DEFAULT_MAX_AGE)),
+            credentials=config.credentials,
+            allow_headers=tuple(h.lower() for h in config.allow_headers),
+            expose_headers=tuple(h.lower() for h in config.expose_headers),
+            max_age=config.max_age,
         )
 
     def allows(self, origin: str) -> bool:

@@ -52,10 +52,12 @@ async def _deadline(limits: BodyLimits) -> AsyncIterator[None]:
 
 async def read_input(
     request: web.BaseRequest, action: ActionSpec, params: dict[str, str], limits: BodyLimits
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], bytes | None]:
+    """The action's input, and the raw body as it arrived (None for none, or multipart)."""
     schema = action.input
     plan = schema.plan if schema is not None else None
     payload: dict[str, Any] = {}
+    raw: bytes | None = None
     if request.query_string:
         query = request.query
         for key in dict.fromkeys(query.keys()):
@@ -70,10 +72,11 @@ async def read_input(
                 form = await read_multipart(request, plan, binary, limits.max_file_bytes, _put)
             payload.update(form)
         else:
-            payload.update(await _read_json_object(request, limits))
+            body, raw = await _read_json_object(request, limits)
+            payload.update(body)
     for name, value in params.items():
         _put(payload, plan, name, [value])
-    return payload
+    return payload, raw
 
 
 _REPLACED = "\ufffd"  # what the URL parser makes of bytes that are not UTF-8
@@ -116,7 +119,9 @@ async def read_body(request: web.BaseRequest, limit: int) -> bytes:
         chunks.append(chunk)
 
 
-async def _read_json_object(request: web.BaseRequest, limits: BodyLimits) -> dict[str, Any]:
+async def _read_json_object(
+    request: web.BaseRequest, limits: BodyLimits
+) -> tuple[dict[str, Any], bytes]:
     content_type = request.content_type
     if not is_json(content_type):
         length = request.content_length
@@ -140,7 +145,7 @@ async def _read_json_object(request: web.BaseRequest, limits: BodyLimits) -> dic
             message = f"the body did not arrive within {limits.timeout_seconds:g}s"
             raise RequestTimeout(message) from None
     if not body.strip():
-        return {}
+        return {}, body
     try:
         data = parse_input(body)
     except JSONDecodeError as exc:
@@ -149,4 +154,4 @@ async def _read_json_object(request: web.BaseRequest, limits: BodyLimits) -> dic
         raise BadRequest(f"the body is refused: {exc}", code="unsupported_json") from None
     if not isinstance(data, dict):
         raise BadRequest("the JSON body must be an object", code="malformed_json")
-    return data
+    return data, body

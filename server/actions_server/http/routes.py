@@ -49,6 +49,17 @@ class Router:
                     node = node.children.setdefault(segment, _Node())
             node.methods[route.method] = route
 
+    def methods(self, raw_path: str) -> set[str]:
+        """Every method served on `raw_path` (HEAD wherever GET is); empty: no such path."""
+        path = normalize_path(raw_path)
+        found = set(self._static.get(path, ()))
+        segments = path.strip("/").split("/") if path != "/" else []
+        for methods in _walk(self._tree, segments, 0):
+            found.update(methods)
+        if "GET" in found:
+            found.add("HEAD")
+        return found
+
     def match(self, method: str, raw_path: str) -> tuple[Route, dict[str, str]]:
         """The route for `method` on `raw_path` and its decoded parameters.
 

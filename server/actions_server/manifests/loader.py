@@ -11,6 +11,7 @@ the registry.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -18,10 +19,11 @@ from typing import Any
 
 import jsonschema_rs
 
-from ..config import Config
+from ..config import Config, interpolate
 from ..errors import Problem
 from ..sourcemap import JsonPath, SourceDoc, SourceError, parse_file, schema_errors
 from ..validation import CompiledSchema
+from ..webhooks.verify import VerifySpec, standard_key
 from .cron import CronError, parse_cron
 from .guardspec import GuardSyntaxError, parse_guard
 from .imports import ImportProblem, import_callable
@@ -35,6 +37,7 @@ from .model import (
     ModuleSpec,
     RetryPolicy,
     Trigger,
+    WebhookTrigger,
 )
 from .paths import PathError, join_paths, parse_api_trigger, parse_path
 from .refs import SchemaStore
@@ -120,6 +123,10 @@ def _error_root(path: JsonPath) -> str | int:
     return path[0]
 
 
+TRIGGER_KINDS = ("api", "webhook", "event", "cron")
+VERIFY_OPTIONS = ("tolerance_seconds", "header", "algorithm", "encoding", "prefix", "id_header")
+
+
 class _ModuleLoader:
     def __init__(
         self, doc: SourceDoc, config: Config, store: SchemaStore, broken: set[str | int]
@@ -177,14 +184,14 @@ class _ModuleLoader:
         guards = module_guards + self._guards(raw.get("guards", []), (*at, "guards"))
         self._check_guard_order(guards)
         for trigger in triggers:
-            if isinstance(trigger, ApiTrigger):
+            if isinstance(trigger, ApiTrigger | WebhookTrigger):
                 self._check_path_params(trigger, input_schema, at)
         if len(self.problems) > before or handler is None:
             return None
         # Only the options the manifest gives: ActionSpec holds the defaults.
         options: dict[str, Any] = {
             key: raw[key]
-            for key in ("description", "timeout_seconds", "transaction", "run_as")
+            for key in ("description", "timeout_seconds", "transaction", "run_as", "idempotency")
             if key in raw
         }
         if "retry" in raw:
@@ -243,16 +250,23 @@ class _ModuleLoader:
         triggers: list[Trigger] = []
         for index, entry in enumerate(entries):
             path = (*at, index)
-            kinds = [k for k in ("api", "event", "cron") if k in entry]
+            kinds = [k for k in TRIGGER_KINDS if k in entry]
             if len(kinds) != 1:
                 found = " and ".join(kinds) if kinds else "none"
                 self._problem(
-                    path, f"a trigger has exactly one of api, event, cron (found {found})"
+                    path,
+                    f"a trigger has exactly one of {', '.join(TRIGGER_KINDS)} (found {found})",
                 )
                 continue
             kind = kinds[0]
-            if "status" in entry and kind != "api":
-                self._problem((*path, "status"), "status applies only to api triggers")
+            if "status" in entry and kind not in ("api", "webhook"):
+                self._problem((*path, "status"), "status applies only to api and webhook triggers")
+            for key in ("verify", "mode"):
+                if key in entry and kind != "webhook":
+                    self._problem((*path, key), f"{key} applies only to webhook triggers")
+            if kind == "webhook" and "verify" not in entry:
+                self._problem(path, "a webhook trigger needs verify: {scheme, secrets}")
+                continue
             if "timezone" in entry and kind != "cron":
                 self._problem((*path, "timezone"), "timezone applies only to cron triggers")
             trigger = self._trigger(kind, entry, path, prefix)
@@ -275,16 +289,48 @@ class _ModuleLoader:
                 return None
             return CronTrigger(expression=entry["cron"], timezone=timezone, location=location)
         try:
-            method, path = parse_api_trigger(entry["api"])
+            method, path = parse_api_trigger(entry[kind])
             template = parse_path(join_paths(prefix, path))
         except PathError as exc:
-            self._problem((*at, "api"), str(exc))
+            self._problem((*at, kind), str(exc))
             return None
         status = {"status": entry["status"]} if "status" in entry else {}
+        if kind == "webhook":
+            verify = self._verify(entry["verify"], (*at, "verify"))
+            if verify is None:
+                return None
+            mode = {"mode": entry["mode"]} if "mode" in entry else {}
+            return WebhookTrigger(
+                method=method, path=template, verify=verify, location=location, **status, **mode
+            )
         return ApiTrigger(method=method, path=template, location=location, **status)
 
+    def _verify(self, raw: dict[str, Any], at: JsonPath) -> VerifySpec | None:
+        """A webhook's `verify:` block; `${VAR}` in its secrets comes from the environment."""
+        secrets = []
+        for index, secret in enumerate(raw.get("secrets", ())):
+            value, errors = interpolate(secret, os.environ)
+            for error in errors:
+                self._problem((*at, "secrets", index), f"verify.secrets: {error}")
+            if not errors and not value:
+                self._problem((*at, "secrets", index), "verify.secrets: a secret is empty")
+            secrets.append(value)
+        if raw["scheme"] == "hmac" and not raw.get("header"):
+            self._problem(at, "verify: the hmac scheme needs header (where the signature is)")
+        if raw["scheme"] == "standard":
+            for index, secret in enumerate(secrets):
+                try:
+                    standard_key(secret)
+                except ValueError:
+                    self._problem(
+                        (*at, "secrets", index),
+                        "verify.secrets: a standard secret is whsec_ followed by base64",
+                    )
+        options = {k: raw[k] for k in VERIFY_OPTIONS if k in raw}
+        return VerifySpec(scheme=raw["scheme"], secrets=tuple(secrets), **options)
+
     def _check_path_params(
-        self, trigger: ApiTrigger, schema: CompiledSchema | None, at: JsonPath
+        self, trigger: ApiTrigger | WebhookTrigger, schema: CompiledSchema | None, at: JsonPath
     ) -> None:
         if schema is None:
             return

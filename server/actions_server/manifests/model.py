@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..validation import CompiledSchema
+from ..webhooks.verify import VerifySpec
 from .paths import PathTemplate
 
 Handler = Callable[[Any, Any], Awaitable[Any]]
@@ -39,6 +40,23 @@ class ApiTrigger:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookTrigger:
+    """A route for another service's calls: verified on the raw bytes before anything
+    runs; `mode: async` answers 202 and runs the action as a job."""
+
+    method: str
+    path: PathTemplate
+    verify: VerifySpec
+    location: Location
+    mode: str = "sync"
+    status: int = 200
+
+    @property
+    def kind(self) -> str:
+        return "webhook"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EventTrigger:
     event: str
     location: Location
@@ -59,7 +77,7 @@ class CronTrigger:
         return "cron"
 
 
-Trigger = ApiTrigger | EventTrigger | CronTrigger
+Trigger = ApiTrigger | EventTrigger | CronTrigger | WebhookTrigger
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +127,7 @@ class ActionSpec:
     timeout_seconds: float | None = None
     transaction: bool = True
     run_as: str = "caller"
+    idempotency: bool = True  # HTTP: an Idempotency-Key on an unsafe method is honoured
     tags: tuple[str, ...] = ()
 
     @property
