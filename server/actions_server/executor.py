@@ -174,7 +174,8 @@ class Executor:
             assert limit is not None
             self.watchdog.watch(watched, limit)
         try:
-            if action.timeout_seconds is None and not action.guards and action.input is None:
+            plain = not action.guards and action.input is None and receipt is None
+            if action.timeout_seconds is None and plain:
                 output = await action.handler(payload, ctx)  # nothing to check first
             elif action.timeout_seconds is None:
                 output = await self._guarded(action, payload, ctx, caller, receipt)

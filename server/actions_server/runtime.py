@@ -102,6 +102,7 @@ async def open_runtime(
             redactor=redactor,
             default_timeouts={
                 "api": config.server.action_timeout_seconds,
+                "webhook": config.server.action_timeout_seconds,
                 **dict.fromkeys(("job", "event", "cron"), config.queue.action_timeout_seconds),
             },
         )

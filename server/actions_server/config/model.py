@@ -47,6 +47,7 @@ class ServerConfig:
     trusted_proxies: tuple[str, ...] = ()
     cors: CorsConfig | None = None  # off unless configured
     idempotency_ttl_seconds: float = 86400.0  # how long an Idempotency-Key's answer is kept
+    webhook_receipt_ttl_seconds: float = 7 * 86400.0  # how long a delivery id is remembered
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

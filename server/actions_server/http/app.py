@@ -51,6 +51,7 @@ from .reference import ApiReference
 from .responses import TRACE_HEADER, answer, error_response, failure_response, json_response, stream
 from .routes import Router, normalize_path
 from .uploads import close_files
+from .webhooks import handle_webhook
 
 log = logging.getLogger("actions_server.http")
 
@@ -58,7 +59,8 @@ log = logging.getLogger("actions_server.http")
 _TRACE_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}\Z")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
-_CORS_HEADERS = "actions_server.cors"  # request[...]: headers every answer to it carries
+# request[...]: the headers every answer to the request carries (CORS)
+_CORS_HEADERS = web.RequestKey("actions_server.cors", dict[str, str])
 
 Endpoint = Callable[[web.BaseRequest, str], Awaitable[web.StreamResponse]]
 
@@ -91,6 +93,7 @@ class HttpFront:
         self.cors = CorsPolicy.from_config(cors) if cors is not None else None
         self.session_cookie = runtime.config.auth.session.cookie
         self.idempotency_ttl = runtime.config.server.idempotency_ttl_seconds
+        self.webhook_receipt_ttl = runtime.config.server.webhook_receipt_ttl_seconds
 
     def use_registry(self, registry: Registry) -> None:
         """Serve `registry` from the next request on (in-flight requests finish on the old one)."""
@@ -182,6 +185,17 @@ class HttpFront:
             route, params = self.router.match(request.method, path)
             action = route.action
             action_name = action.name
+            if route.webhook is not None:  # verified before anything else
+                return await handle_webhook(
+                    request,
+                    route,
+                    params,
+                    trace_id,
+                    executor=self.runtime.executor,
+                    limits=self.limits,
+                    receipt_ttl=self.webhook_receipt_ttl,
+                    describe=self.describe,
+                )
             with_ip = action.name in self.needs_client_ip
             caller = caller_of(
                 request,
