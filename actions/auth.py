@@ -16,7 +16,9 @@ _NOBODYS_HASH = (
 
 
 def _session(ctx: Context, user: dict[str, Any]) -> dict[str, Any]:
-    token = ctx.auth.issue_token(str(user["id"]), ttl_seconds=TOKEN_TTL_SECONDS)
+    # The session cookie for the browser (auth.session in config.yaml), the same
+    # token in the body for API clients.
+    token = ctx.auth.login(str(user["id"]), ttl_seconds=TOKEN_TTL_SECONDS)
     return {"user": user, "token": token, "token_type": "Bearer", "expires_in": TOKEN_TTL_SECONDS}
 
 
@@ -42,6 +44,11 @@ async def login(input: dict[str, Any], ctx: Context) -> dict[str, Any]:
     if row is None or hashed is _NOBODYS_HASH or not valid:
         raise ActionError(401, "invalid_credentials", "wrong email or password")
     return _session(ctx, {column: row[column] for column in USER_COLUMNS})
+
+
+async def logout(input: dict[str, Any], ctx: Context) -> None:
+    # Revokes the token (every instance refuses it within a second) and clears the cookie.
+    await ctx.auth.logout()
 
 
 async def me(input: dict[str, Any], ctx: Context) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
-from actions_server import BadRequest, Context, NotFound, UploadedFile
+from actions_server import BadRequest, Context, NotFound, Response, UploadedFile
 
 FILE_COLUMNS = ("id", "name", "content_type", "size", "created_at")
 URL_TTL_SECONDS = 300
@@ -64,6 +64,27 @@ async def download(input: dict[str, Any], ctx: Context) -> dict[str, Any]:
         raise NotFound(f"no file with id {input['file_id']}")
     url = await ctx.storage.get_url(row["storage_key"], expires_seconds=URL_TTL_SECONDS)
     return {"url": url, "expires_in": URL_TTL_SECONDS}
+
+
+async def content(input: dict[str, Any], ctx: Context) -> Response:
+    """The file itself, streamed from storage (the URL of files.download is the other way)."""
+    row = await (
+        ctx.db.table("files")
+        .select("name", "content_type", "size", "storage_key")
+        .eq("id", input["file_id"])
+        .single()
+    )
+    if row is None:
+        raise NotFound(f"no file with id {input['file_id']}")
+    return Response(
+        ctx.storage.open(row["storage_key"]),
+        content_type=row["content_type"],
+        content_length=row["size"],
+        headers={
+            "Content-Disposition": _attachment(row["name"]),
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 def _attachment(name: str) -> str:

@@ -141,7 +141,7 @@ def config_default(config: Config, key: Key) -> Any:
     rest: Key
     if key[:2] == ("mail", "smtp"):  # kept as given; SmtpSettings fills in the rest
         node, rest = SmtpSettings(host="(required)"), key[2:]
-    elif key[:2] == ("server", "cors"):  # off unless given; given, these fill in the rest
+    elif len(key) > 2 and key[:2] == ("server", "cors"):  # given, these fill in the rest
         node, rest = CorsConfig(origins="(required)"), key[2:]
     elif key[:1] == ("openapi",):
         node, rest = {"version": DEFAULT_VERSION}, key[1:]  # kept as a plain section

@@ -35,6 +35,7 @@ from .model import (
     GuardSpec,
     Location,
     ModuleSpec,
+    ResponseDoc,
     RetryPolicy,
     Trigger,
     WebhookTrigger,
@@ -198,6 +199,18 @@ class _ModuleLoader:
             options["retry"] = RetryPolicy(**raw["retry"])
         if "tags" in raw:
             options["tags"] = tuple(raw["tags"])
+        if "responses" in raw:
+            options["responses"] = tuple(
+                (
+                    int(status),
+                    ResponseDoc(
+                        description=doc.get("description", ""),
+                        headers=dict(doc.get("headers", {})),
+                        content_type=doc.get("content_type"),
+                    ),
+                )
+                for status, doc in sorted(raw["responses"].items(), key=lambda item: int(item[0]))
+            )
         return ActionSpec(
             name=raw["name"],
             module=module,

@@ -7,8 +7,8 @@ the server runs. The registry indexes them; the executor runs them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..validation import CompiledSchema
@@ -37,6 +37,15 @@ class ApiTrigger:
     @property
     def kind(self) -> str:
         return "api"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseDoc:
+    """A response an action declares (`responses:`), for the OpenAPI document."""
+
+    description: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)  # name → what it holds
+    content_type: str | None = None  # a body other than the output's JSON
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +137,7 @@ class ActionSpec:
     transaction: bool = True
     run_as: str = "caller"
     idempotency: bool = True  # HTTP: an Idempotency-Key on an unsafe method is honoured
+    responses: tuple[tuple[int, ResponseDoc], ...] = ()  # (status, doc) declared, for OpenAPI
     tags: tuple[str, ...] = ()
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..manifests.model import ResponseDoc
 from ..registry import Route
 from .components import ComponentSchemas
 
@@ -177,6 +178,16 @@ def build_operation(
         # statuses above are the ones the route itself can be seen to answer.
         "default": {"$ref": f"#/components/responses/{OTHER_ERROR[0]}"},
     }
+    for status, doc in action.responses:
+        _declare(operation["responses"], status, doc)
+    if route.webhook is not None:
+        verify = route.webhook.verify
+        operation["x-webhook"] = {"scheme": verify.scheme, "mode": route.webhook.mode}
+        operation["description"] = (
+            f"Webhook: the request is verified with the `{verify.scheme}` signature scheme on "
+            "its raw body before anything runs; a repeated delivery id runs once."
+            + (f"\n\n{description}" if description else "")
+        )
     if needs_token(route):
         operation["security"] = [{BEARER: []}]
     elif "guard" in guards:
@@ -300,6 +311,25 @@ def _body_required(body: Any) -> bool:
     if body.get("required") or (body.get("minProperties") or 0) > 0:
         return True
     return any(key in body for key in ("oneOf", "anyOf", "allOf", "not", "if", "$ref"))
+
+
+def _declare(responses: dict[str, Any], status: int, doc: ResponseDoc) -> None:
+    """Add what the manifest declares of `status` (merged into a response already there)."""
+    entry = responses.get(str(status))
+    if entry is None or "$ref" in entry:
+        entry = responses[str(status)] = {
+            "description": doc.description or "Done.",
+            "headers": {"x-trace-id": {"$ref": "#/components/headers/TraceId"}},
+        }
+    elif doc.description:
+        entry["description"] = doc.description
+    for name, meaning in doc.headers.items():
+        entry.setdefault("headers", {})[name] = {
+            "description": meaning,
+            "schema": {"type": "string"},
+        }
+    if doc.content_type:
+        entry["content"] = {doc.content_type: {"schema": {}}}
 
 
 def _success_responses(
