@@ -27,6 +27,8 @@ from ..errors import ActionError, Forbidden, InternalError, MethodNotAllowed
 from ..executor import new_trace_id
 from ..guards import identity_denial
 from ..jsonutil import dumps
+from ..mcp.endpoint import McpEndpoint
+from ..mcp.settings import McpSettings
 from ..queue import store as queue_store
 from ..registry import Registry
 from ..runtime import Runtime
@@ -68,6 +70,12 @@ class HttpFront:
         self.builtins: dict[str, Endpoint] = {"/healthz": self.healthz, "/readyz": self.readyz}
         self.reference = ApiReference(runtime.config, runtime.registry)
         self.builtins.update(self.reference.endpoints)  # /openapi.json, /docs
+        mcp = McpSettings.from_config(runtime.config)
+        self.mcp = McpEndpoint(runtime, mcp) if mcp.enabled else None
+        self.mcp_handle: Endpoint | None = None  # the one built-in that takes POST
+        if self.mcp is not None:  # /mcp, and its OAuth metadata
+            self.builtins.update(self.mcp.paths)
+            self.mcp_handle = self.mcp.handle
         if runtime.config.metrics.enabled:
             self.builtins["/metrics"] = self.metrics
         self.metrics_allowed = parse_networks(runtime.config.metrics.allow)
@@ -84,6 +92,8 @@ class HttpFront:
             needs_identity(registry),
         )
         self.reference.use_registry(registry)
+        if self.mcp is not None:
+            self.mcp.use_registry(registry)
         self.runtime.executor.use_registry(registry)
         self.runtime.registry = registry
         self.router, self.needs_client_ip, self.needs_identity = router, with_ip, identity
@@ -107,7 +117,7 @@ class HttpFront:
             response.headers[TRACE_HEADER] = trace_id
             return response
         if builtin is not None:
-            if request.method not in ("GET", "HEAD"):
+            if request.method not in ("GET", "HEAD") and builtin != self.mcp_handle:
                 return error_response(MethodNotAllowed({"GET", "HEAD"}), trace_id)
             try:
                 return await builtin(request, trace_id)
