@@ -267,3 +267,115 @@ async def test_401_points_at_the_protected_resource_metadata(example_client: Cli
                 "resource_name": "saas-example",
             },
         )
+
+
+# --- tools of a small app: public, array output, a handler bug -------------------------------
+
+TOOLS_APP = """
+module: t
+actions:
+  - name: t.echo
+    description: Echo the text back
+    handler: PKG.handlers:echo
+    input:
+      type: object
+      required: [text]
+      properties: {text: {type: string}}
+    output:
+      type: object
+      properties: {text: {type: string}}
+    triggers: [{mcp: true, annotations: {read_only: true, open_world: false}}]
+  - name: t.letters
+    handler: PKG.handlers:letters
+    input: {type: object, properties: {word: {type: string}}}
+    output: {type: array, items: {type: string}}
+    triggers: [{mcp: letters, title: Letters}]
+  - name: t.broken
+    handler: PKG.handlers:broken
+    triggers: [{mcp: true, annotations: {destructive: true, idempotent: false}}]
+"""
+
+TOOLS_HANDLERS = """
+async def echo(input, ctx):
+    return {"text": input["text"]}
+
+async def letters(input, ctx):
+    return list(input.get("word", ""))
+
+async def broken(input, ctx):
+    raise RuntimeError("secret details of a bug")
+"""
+
+
+@pytest.fixture
+async def tools_app(tmp_path: Any, database: str) -> Any:
+    from support.apps import serving, write_app
+
+    config, _ = write_app(tmp_path, {"t.yaml": TOOLS_APP}, TOOLS_HANDLERS)
+    async with serving(config, database) as client:
+        yield client
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_public_tools_array_output_and_a_bug(tools_app: Client, mode: str) -> None:
+    async with mcp_client(tools_app.base + "/mcp", mode=mode) as mcp:
+        tools = {tool.name: tool for tool in (await mcp.list_tools()).tools}
+        echoed = await mcp.call_tool("t_echo", {"text": "hi"})
+        letters = await mcp.call_tool("letters", {"word": "abc"})
+        broken = await mcp.call_tool("t_broken", {})
+    assert list(tools) == ["letters", "t_broken", "t_echo"]
+    assert tools["t_broken"].input_schema == {"type": "object"}
+    hints = tools["t_broken"].annotations
+    assert hints is not None
+    assert (hints.destructive_hint, hints.idempotent_hint, hints.read_only_hint) == (
+        True,
+        False,
+        None,
+    )
+    assert tools["letters"].title == "Letters"
+    assert (echoed.is_error, echoed.structured_content) == (False, {"text": "hi"})
+    # Before 2026-07-28 an output schema (and structured content) must be an object.
+    if mode == "legacy":
+        assert tools["letters"].output_schema is None
+        assert letters.structured_content is None
+    else:
+        assert tools["letters"].output_schema == {"type": "array", "items": {"type": "string"}}
+        assert letters.structured_content == ["a", "b", "c"]
+    assert letters.content[0].text == '["a","b","c"]'
+    assert broken.is_error is True
+    text = broken.content[0].text
+    assert text.startswith("internal error; see the server log for trace id ")
+    assert "secret" not in text
+    assert "RuntimeError" not in text
+
+
+async def test_configured_resource_and_authorization_servers(
+    example_config: Any, database: str, tmp_path: Any
+) -> None:
+    import dataclasses
+
+    from support.apps import serving
+
+    sections = {
+        **example_config.sections,
+        "mcp": {
+            "resource": "https://api.example.com/mcp",
+            "authorization_servers": ["https://auth.example.com"],
+            "allowed_origins": ["https://app.example.com"],
+        },
+    }
+    storage = dataclasses.replace(example_config.storage, path=str(tmp_path / "storage"))
+    config = dataclasses.replace(example_config, sections=sections, storage=storage)
+    async with serving(config, database) as client:
+        status, document, _ = await client.get("/.well-known/oauth-protected-resource/mcp")
+        assert (status, document["resource"], document["authorization_servers"]) == (
+            200,
+            "https://api.example.com/mcp",
+            ["https://auth.example.com"],
+        )
+        call = modern("tools/call", {"name": "users_list"}, Origin="https://app.example.com")
+        status, _, response = await client.post("/mcp", **call)
+        assert status == 401
+        assert response.headers["WWW-Authenticate"] == (
+            'Bearer resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/mcp"'
+        )
