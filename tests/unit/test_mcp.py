@@ -39,6 +39,57 @@ def test_tool_names() -> None:
     assert "MCP allows 128" in (tool_name_problem("x" * 129) or "")
 
 
+BROKEN_TOOLS = """
+module: tools
+actions:
+  - name: tools.badName
+    handler: PKG.handlers:fine
+    triggers: [{mcp: "list users"}]
+  - name: tools.first
+    handler: PKG.handlers:fine
+    triggers: [{mcp: true}]
+  - name: tools_first
+    handler: PKG.handlers:fine
+    triggers: [{mcp: true}]
+  - name: tools.notAnObject
+    handler: PKG.handlers:fine
+    input: {type: array}
+    triggers: [{mcp: true}]
+  - name: tools.upload
+    handler: PKG.handlers:fine
+    input:
+      type: object
+      properties: {avatar: {type: string, format: binary}}
+    triggers: [{mcp: upload}]
+  - name: tools.titleOnCron
+    handler: PKG.handlers:fine
+    triggers: [{cron: "0 2 * * *", title: Nightly}]
+  - name: tools.unknownHint
+    handler: PKG.handlers:fine
+    triggers: [{mcp: hinted, annotations: {read_only: true, safe: true}}]
+  - name: tools.twoKinds
+    handler: PKG.handlers:fine
+    triggers: [{mcp: true, event: x}]
+"""
+
+
+def test_tool_problems_are_listed_with_file_and_line(tmp_path: Path) -> None:
+    config, _ = write_app(
+        tmp_path, {"tools.yaml": BROKEN_TOOLS}, "async def fine(input, ctx):\n    return 1\n"
+    )
+    with pytest.raises(LoadError) as caught:
+        load_app(load_config(config, env={}))
+    assert [str(p) for p in caught.value.problems] == [
+        "actions/tools.yaml:6: mcp: tool name 'list users' may hold only ASCII letters, digits, '_', '-' and '.' (no spaces)",
+        "actions/tools.yaml:12: mcp: tool name 'tools_first' is already taken by 'tools.first' (actions/tools.yaml:9)",
+        "actions/tools.yaml:16: mcp: an MCP tool's input must be an object: give the input schema `type: object` at its root",
+        "actions/tools.yaml:22: mcp: input field 'avatar' is a file (format: binary); MCP cannot send files",
+        "actions/tools.yaml:25: title applies only to mcp triggers",
+        "actions/tools.yaml:28: actions[6].triggers[0].annotations: unknown key 'safe'",
+        "actions/tools.yaml:31: a trigger has exactly one of api, event, cron, mcp (found event and mcp)",
+    ]
+
+
 def test_a_name_made_from_a_long_action_name_is_a_problem(tmp_path: Path) -> None:
     name = "a" * 130
     manifest = f"module: m\nactions:\n  - name: {name}\n    handler: PKG.handlers:h\n    triggers: [{{mcp: true}}]\n"
@@ -154,3 +205,34 @@ def test_who_sees_which_tools(guarded: tuple[Registry, Auth]) -> None:
     assert "g_admins" in names(catalogue, auth, admin)
     # The system principal passes identity guards only where the action says run_as: system.
     assert names(catalogue, auth, SYSTEM) == ["g_nightly", "g_public"]
+
+
+def test_settings_fall_back_on_the_jwt_audience_and_issuer(tmp_path: Path) -> None:
+    from actions_server.mcp.settings import McpSettings
+
+    jwt = "{secret: " + "k" * 32 + ", audience: AUD, issuer: ISS}"
+    cases = [
+        (
+            "https://api.example.com/mcp",
+            "https://auth.example.com",
+            "",
+            "https://api.example.com/mcp",
+            ("https://auth.example.com",),
+        ),
+        ("my-api", "my-issuer", "", None, ()),
+        (
+            "my-api",
+            "https://a.example",
+            "mcp: {resource: 'https://r.example/mcp', authorization_servers: ['https://b.example']}\n",
+            "https://r.example/mcp",
+            ("https://b.example",),
+        ),
+    ]
+    for audience, issuer, extra, resource, servers in cases:
+        text = (
+            f"app: s\nauth: {{jwt: {jwt.replace('AUD', audience).replace('ISS', issuer)}}}\n{extra}"
+        )
+        (tmp_path / "config.yaml").write_text(text)
+        settings = McpSettings.from_config(load_config(tmp_path / "config.yaml", env={}))
+        assert (settings.resource, settings.authorization_servers) == (resource, servers)
+        assert settings.server_info == {"name": "s", "version": "0.0.0"}

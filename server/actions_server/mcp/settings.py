@@ -21,7 +21,7 @@ class McpSettings:
     # The protected resource's identifier (RFC 9728); None: auth.jwt.audience when it
     # is a URL, else this endpoint's URL as the request reached it.
     resource: str | None = None
-    # Where clients get tokens; empty: auth.jwt.issuer when set.
+    # Where clients get tokens; empty: auth.jwt.issuer when it is a URL.
     authorization_servers: tuple[str, ...] = ()
     instructions: str | None = None  # told to clients at initialize / server/discover
     server_name: str = "actions-server"
@@ -32,7 +32,8 @@ class McpSettings:
         raw: dict[str, Any] = dict(config.sections.get("mcp", {}))
         jwt = config.auth.jwt
         audience = jwt.audience if jwt.audience and _is_url(jwt.audience) else None
-        servers = raw.get("authorization_servers") or ([jwt.issuer] if jwt.issuer else [])
+        issuer = [jwt.issuer] if jwt.issuer and _is_url(jwt.issuer) else []
+        servers = raw.get("authorization_servers") or issuer
         api_version = config.sections.get("openapi", {}).get("version", "0.0.0")
         return cls(
             enabled=bool(raw.get("enabled", True)),
