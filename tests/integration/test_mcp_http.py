@@ -29,9 +29,9 @@ async def test_the_tools_are_the_manifests_actions(example_client: Client, mode:
     for tool in listed:
         action = registry.tools[tool.name].action
         assert tool.description == action.description
-        assert action.input is not None
         assert action.output is not None
-        assert tool.input_schema == action.input.schema
+        schema = action.input.schema if action.input is not None else {"type": "object"}
+        assert tool.input_schema == schema
         assert tool.output_schema == action.output.schema
         assert tool.annotations is not None
         assert tool.annotations.read_only_hint is True
@@ -379,3 +379,29 @@ async def test_configured_resource_and_authorization_servers(
         assert response.headers["WWW-Authenticate"] == (
             'Bearer resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/mcp"'
         )
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_org_scoped_tool_under_row_level_security(admin_client: Client, mode: str) -> None:
+    status, body, _ = await admin_client.post(
+        "/users", json={"email": "ann@example.com", "name": "Ann"}
+    )
+    assert status == 201, body
+    ann = admin_client.as_(admin_client.token(body["user"]["id"]))
+    status, body, _ = await ann.post("/orgs", json={"name": "Acme"})
+    assert status == 201, body
+    org = body["org"]["id"]
+    status, body, _ = await ann.as_(x_org_id=org).post("/projects", json={"name": "Apollo"})
+    assert status == 201, body
+    token = ann.headers["Authorization"].removeprefix("Bearer ")
+    url = admin_client.base + "/mcp"
+    async with mcp_client(url, mode=mode, token=token) as mcp:
+        by_argument = await mcp.call_tool("projects_list", {"org_id": org})
+        without_org = await mcp.call_tool("projects_list", {})
+    assert by_argument.structured_content is not None
+    assert [p["name"] for p in by_argument.structured_content["projects"]] == ["Apollo"]
+    assert without_org.is_error is True
+    assert "(400 org_required;" in without_org.content[0].text
+    async with mcp_client(url, mode=mode, token=token, headers={"x-org-id": org}) as mcp:
+        by_header = await mcp.call_tool("projects_list", {})
+    assert by_header.structured_content == by_argument.structured_content
