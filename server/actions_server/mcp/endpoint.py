@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,6 +58,8 @@ METADATA_PATH = "/.well-known/oauth-protected-resource"
 TRACE_HEADER = "x-trace-id"
 _JSON = "application/json"
 
+Endpoint = Callable[[web.BaseRequest, str], Awaitable[web.StreamResponse]]
+
 
 class McpEndpoint:
     """The HTTP side of MCP: one POST, one message, one JSON answer."""
@@ -71,7 +74,7 @@ class McpEndpoint:
         self.body_timeout = config.body_timeout_seconds
 
     @property
-    def paths(self) -> dict[str, Any]:
+    def paths(self) -> dict[str, Endpoint]:
         """Built-in paths → their handler: the endpoint and its metadata document
         (at the root and, as RFC 9728 places it for a resource at /mcp, below)."""
         return {
