@@ -1,7 +1,9 @@
-"""The immutable index of an app's actions: by name, by route, by event, by schedule.
+"""The immutable index of an app's actions: by name, by route, by event, by schedule,
+by MCP tool name.
 
 Built from the loader's ModuleSpecs in one pass that also finds what no single
-file can show: two actions with one name, two actions on one method and path.
+file can show: two actions with one name, two actions on one method and path,
+two tools with one name.
 A new registry is built on every (re)load and swapped in whole; nothing in it
 changes afterwards.
 """
@@ -20,6 +22,7 @@ from .manifests.model import (
     ApiTrigger,
     CronTrigger,
     EventTrigger,
+    McpTrigger,
     ModuleSpec,
     WebhookTrigger,
 )
@@ -42,12 +45,22 @@ class Schedule:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Tool:
+    """An action offered to MCP clients under `name` (its `mcp` trigger)."""
+
+    name: str
+    action: ActionSpec
+    trigger: McpTrigger
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Registry:
     modules: tuple[ModuleSpec, ...]
     actions: Mapping[str, ActionSpec]
     routes: tuple[Route, ...]
     subscriptions: Mapping[str, tuple[ActionSpec, ...]]  # event name → actions
     schedules: tuple[Schedule, ...]
+    tools: Mapping[str, Tool]  # MCP tool name → its action, in the order declared
 
     def action(self, name: str) -> ActionSpec | None:
         return self.actions.get(name)
@@ -67,6 +80,7 @@ def build_registry(
     routes: dict[tuple[str, str], Route] = {}
     subscriptions: dict[str, list[ActionSpec]] = {}
     schedules: list[Schedule] = []
+    tools: dict[str, Tool] = {}
     for module in (*modules, framework):
         for action in module.actions:
             first = actions.get(action.name)
@@ -100,6 +114,19 @@ def build_registry(
                     )
                 elif isinstance(trigger, EventTrigger):
                     subscriptions.setdefault(trigger.event, []).append(action)
+                elif isinstance(trigger, McpTrigger):
+                    other = tools.get(trigger.name)
+                    if other is not None:
+                        where = other.trigger.location
+                        problems.append(
+                            _at(
+                                trigger,
+                                f"mcp: tool name {trigger.name!r} is already taken by "
+                                f"{other.action.name!r} ({where})",
+                            )
+                        )
+                        continue
+                    tools[trigger.name] = Tool(name=trigger.name, action=action, trigger=trigger)
                 elif isinstance(trigger, CronTrigger):
                     schedules.append(Schedule(action=action, trigger=trigger))
     registry = Registry(
@@ -108,12 +135,13 @@ def build_registry(
         routes=tuple(routes.values()),
         subscriptions=MappingProxyType({k: tuple(v) for k, v in subscriptions.items()}),
         schedules=tuple(schedules),
+        tools=MappingProxyType(tools),
     )
     return registry, problems
 
 
-def _at(action: ActionSpec, message: str) -> Problem:
-    return Problem(file=action.location.file, line=action.location.line, message=message)
+def _at(spec: ActionSpec | McpTrigger, message: str) -> Problem:
+    return Problem(file=spec.location.file, line=spec.location.line, message=message)
 
 
 def load_registry(config: Config, builtins: Iterable[ActionSpec] = ()) -> Registry:

@@ -101,8 +101,7 @@ async def open_runtime(
             recorder=recorder,
             redactor=redactor,
             default_timeouts={
-                "api": config.server.action_timeout_seconds,
-                "webhook": config.server.action_timeout_seconds,
+                **dict.fromkeys(("api", "webhook", "mcp"), config.server.action_timeout_seconds),
                 **dict.fromkeys(("job", "event", "cron"), config.queue.action_timeout_seconds),
             },
         )

@@ -32,7 +32,9 @@ def run(*args: str, env: dict[str, str] | None = None) -> Any:
 def test_validate_ok() -> None:
     result = run("validate", str(REPO / "config.yaml"))
     assert result.exit_code == 0
-    assert result.output.strip() == "ok: saas-example: 32 actions in 9 modules, 25 routes"
+    assert (
+        result.output.strip() == "ok: saas-example: 32 actions in 9 modules, 25 routes, 2 MCP tools"
+    )
 
 
 def test_validate_lists_problems_and_exits_1() -> None:

@@ -28,7 +28,7 @@ EXPECTED = [
     "actions/d_schemas.yaml:17: cannot resolve $ref 'item.yaml#/$defs/nope': schemas/item.yaml has no '/$defs/nope'",
     "actions/d_schemas.yaml:20: input: path parameter 'id' of GET /things/{id} is not a property of the input schema, which allows no other properties",
     "actions/e_triggers.yaml:6: api trigger 'FETCH /x': unknown method 'FETCH' (one of GET, POST, PUT, PATCH, DELETE)",
-    "actions/e_triggers.yaml:9: a trigger has exactly one of api, webhook, event, cron (found api and event)",
+    "actions/e_triggers.yaml:9: a trigger has exactly one of api, webhook, event, cron, mcp (found api and event)",
     "actions/e_triggers.yaml:12: cron '61 * * * *': Error validating expression '61': the last value (61) is higher than the maximum value (59)",
     "actions/e_triggers.yaml:15: unknown time zone 'Mars/Olympus' (use an IANA name such as Europe/Paris)",
     "actions/e_triggers.yaml:18: status applies only to api and webhook triggers",

@@ -21,7 +21,8 @@ def validate_command(config_file: Path) -> None:
         config, registry = _load(config_file)
         actions = sum(len(module.actions) for module in registry.modules)
         counts = f"{actions} actions in {len(registry.modules)} modules"
-        click.echo(f"ok: {config.app}: {counts}, {len(registry.routes)} routes")
+        tools = f", {len(registry.tools)} MCP tools" if registry.tools else ""
+        click.echo(f"ok: {config.app}: {counts}, {len(registry.routes)} routes{tools}")
 
 
 @main.command("routes")

@@ -15,7 +15,15 @@ from ..http.errors import error_body
 from ..jsonutil import dumps_pretty, loads
 from ..logs import configure_logging
 from ..serving import run_loop
-from .common import DefaultGroup, _load, config_argument, main, user_errors
+from .common import (
+    DefaultGroup,
+    _load,
+    caller_from,
+    caller_option,
+    config_argument,
+    main,
+    user_errors,
+)
 
 
 @main.command("call")
@@ -28,13 +36,7 @@ from .common import DefaultGroup, _load, config_argument, main, user_errors
     show_default=True,
     help="The input as JSON; '-' reads stdin, '@FILE' reads a file.",
 )
-@click.option("--user", "user_id", help="Run as this user id (guards see an authenticated user).")
-@click.option("--role", "roles", multiple=True, help="A role of --user (repeatable).")
-@click.option(
-    "--permission", "permissions", multiple=True, help="A permission of --user (repeatable)."
-)
-@click.option("--org", "org_id", help="The org to act in, as the x-org-id header would name it.")
-@click.option("--system", is_flag=True, help="Run as the system principal, as cron does.")
+@caller_option
 @click.option("--no-migrate", is_flag=True, help="Do not apply the app's pending migrations.")
 def call_command(
     config_file: Path,
@@ -52,31 +54,16 @@ def call_command(
     Without --user or --system it runs as an anonymous caller, so guards apply
     exactly as they would to an HTTP request without a token.
     """
-    from ..auth import SYSTEM, USER_KIND, Principal
-    from ..guards import Caller
     from ..ids import new_trace_id
     from ..runtime import open_runtime, resolve_dsn
 
-    if system and user_id:
-        raise click.UsageError("--system and --user exclude each other")
-    if (roles or permissions) and not user_id:
-        raise click.UsageError("--role and --permission need --user")
+    caller = caller_from(user_id, roles, permissions, org_id, system)
     with user_errors():
         config, registry = _load(config_file)
         spec = registry.action(action)
         if spec is None:
             raise click.BadParameter(f"no action named {action!r}", param_hint="ACTION")
         payload = _parse_input(input_text)
-        principal = SYSTEM if system else Principal()
-        if user_id:
-            principal = Principal(
-                kind=USER_KIND,
-                user_id=user_id,
-                roles=frozenset(roles),
-                permissions=frozenset(permissions),
-                claims={"sub": user_id},
-            )
-        caller = Caller(principal=principal, org_header=org_id)
 
         async def call() -> Any:
             async with open_runtime(

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..errors import ActionError, BadRequest, NotFound
 from ..manifests.cron import parse_cron
-from ..manifests.model import ApiTrigger, EventTrigger, Trigger, WebhookTrigger
+from ..manifests.model import ApiTrigger, EventTrigger, McpTrigger, Trigger, WebhookTrigger
 from ..queue import store as queue_store
 from . import queries
 from .access import DashboardAccess, from_elsewhere
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("actions_server.dashboard")
 
 STATUSES = ("ok", "rejected", "error")
-TRIGGERS = ("api", "event", "job", "cron", "cli")
+TRIGGERS = ("api", "event", "job", "cron", "mcp", "cli")
 JOB_STATES = ("queued", "running", "dead")
 STATS_WINDOW_SECONDS = 3600
 HTML = "text/html; charset=utf-8"
@@ -341,6 +341,8 @@ def _describe_trigger(trigger: Trigger) -> str:
         return f"webhook {trigger.method} {trigger.path.openapi} ({trigger.verify.scheme})"
     if isinstance(trigger, EventTrigger):
         return f"event {trigger.event}"
+    if isinstance(trigger, McpTrigger):
+        return f"mcp tool {trigger.name}"
     return f"cron {trigger.expression} ({trigger.timezone})"
 
 

@@ -26,6 +26,8 @@ from ..dashboard.views import Dashboard
 from ..errors import ActionError, BadRequest, Forbidden, MethodNotAllowed, NotFound
 from ..guards import Caller, identity_denial
 from ..ids import new_trace_id
+from ..mcp.endpoint import McpEndpoint
+from ..mcp.settings import McpSettings
 from ..queue import store as queue_store
 from ..receipts import ReceiptKey, fingerprint
 from ..registry import Registry, Route
@@ -82,6 +84,12 @@ class HttpFront:
         self.builtins: dict[str, Endpoint] = {"/healthz": self.healthz, "/readyz": self.readyz}
         self.reference = ApiReference(runtime.config, runtime.registry)
         self.builtins.update(self.reference.endpoints)  # /openapi.json, /docs
+        mcp = McpSettings.from_config(runtime.config)
+        self.mcp = McpEndpoint(runtime, mcp) if mcp.enabled else None
+        self.mcp_handle: Endpoint | None = None  # the one built-in that takes POST
+        if self.mcp is not None:  # /mcp, and its OAuth metadata
+            self.builtins.update(self.mcp.paths)
+            self.mcp_handle = self.mcp.handle
         if runtime.config.metrics.enabled:
             self.builtins["/metrics"] = self.metrics
         self.metrics_allowed = parse_networks(runtime.config.metrics.allow)
@@ -103,6 +111,8 @@ class HttpFront:
             needs_identity(registry),
         )
         self.reference.use_registry(registry)
+        if self.mcp is not None:
+            self.mcp.use_registry(registry)
         self.runtime.executor.use_registry(registry)
         self.runtime.registry = registry
         self.router, self.needs_client_ip, self.needs_identity = router, with_ip, identity
@@ -143,7 +153,11 @@ class HttpFront:
     ) -> web.StreamResponse:
         """204 for an allowed origin asking about a path that exists; 404 for a path
         that does not; 403 without CORS headers for an origin or a header not allowed."""
-        methods = {"GET", "HEAD"} if path in self.builtins else self.router.methods(path)
+        builtin = self.builtins.get(path)
+        if builtin is None:
+            methods = self.router.methods(path)
+        else:
+            methods = {"POST"} if builtin == self.mcp_handle else {"GET", "HEAD"}
         if not methods:
             return error_response(
                 NotFound(f"no route for {path}", code="route_not_found"), trace_id
@@ -174,7 +188,7 @@ class HttpFront:
             response.headers[TRACE_HEADER] = trace_id
             return response
         if builtin is not None:
-            if request.method not in ("GET", "HEAD"):
+            if request.method not in ("GET", "HEAD") and builtin != self.mcp_handle:
                 return error_response(MethodNotAllowed({"GET", "HEAD"}), trace_id)
             try:
                 return await builtin(request, trace_id)

@@ -11,6 +11,7 @@ the registry.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from functools import cache
@@ -34,6 +35,7 @@ from .model import (
     EventTrigger,
     GuardSpec,
     Location,
+    McpTrigger,
     ModuleSpec,
     ResponseDoc,
     RetryPolicy,
@@ -43,6 +45,7 @@ from .model import (
 from .paths import PathError, join_paths, parse_api_trigger, parse_path
 from .refs import SchemaStore
 from .refs import schema_problems as json_schema_problems
+from .toolnames import tool_name_from, tool_name_problem
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 _GLOB_CHARS = frozenset("*?[")
@@ -124,7 +127,7 @@ def _error_root(path: JsonPath) -> str | int:
     return path[0]
 
 
-TRIGGER_KINDS = ("api", "webhook", "event", "cron")
+TRIGGER_KINDS = ("api", "webhook", "event", "cron", "mcp")
 VERIFY_OPTIONS = ("tolerance_seconds", "header", "algorithm", "encoding", "prefix", "id_header")
 
 
@@ -184,9 +187,11 @@ class _ModuleLoader:
         triggers = self._triggers(raw.get("triggers", []), (*at, "triggers"), prefix)
         guards = module_guards + self._guards(raw.get("guards", []), (*at, "guards"))
         self._check_guard_order(guards)
-        for trigger in triggers:
+        for index, trigger in enumerate(triggers):
             if isinstance(trigger, ApiTrigger | WebhookTrigger):
                 self._check_path_params(trigger, input_schema, at)
+            elif isinstance(trigger, McpTrigger):
+                triggers[index] = self._tool(trigger, raw["name"], input_schema)
         if len(self.problems) > before or handler is None:
             return None
         # Only the options the manifest gives: ActionSpec holds the defaults.
@@ -282,6 +287,9 @@ class _ModuleLoader:
                 continue
             if "timezone" in entry and kind != "cron":
                 self._problem((*path, "timezone"), "timezone applies only to cron triggers")
+            for key in ("title", "annotations"):
+                if key in entry and kind != "mcp":
+                    self._problem((*path, key), f"{key} applies only to mcp triggers")
             trigger = self._trigger(kind, entry, path, prefix)
             if trigger is not None:
                 triggers.append(trigger)
@@ -293,6 +301,11 @@ class _ModuleLoader:
         location = self._location(at)
         if kind == "event":
             return EventTrigger(event=entry["event"], location=location)
+        if kind == "mcp":
+            # `mcp: true` leaves the name to _tool, which knows the action's.
+            name = entry["mcp"] if isinstance(entry["mcp"], str) else ""
+            hints = entry.get("annotations", {})
+            return McpTrigger(name=name, title=entry.get("title"), location=location, **hints)
         if kind == "cron":
             timezone = entry.get("timezone", self.config.timezone)
             try:
@@ -356,6 +369,29 @@ class _ModuleLoader:
                     "property of the input schema, which allows no other properties",
                 )
 
+    def _tool(self, trigger: McpTrigger, action: str, schema: CompiledSchema | None) -> McpTrigger:
+        """The trigger with its tool name; a problem when MCP cannot carry the tool."""
+        where = trigger.location
+        name = trigger.name or tool_name_from(action)
+        wrong = tool_name_problem(name)
+        if wrong is not None:
+            made = "" if trigger.name else " (made from the action's name; give one: mcp: NAME)"
+            self._problem_at(where, f"mcp: {wrong}{made}")
+        if schema is not None:
+            root = schema.schema
+            if not isinstance(root, dict) or root.get("type") != "object":
+                self._problem_at(
+                    where,
+                    "mcp: an MCP tool's input must be an object: give the input schema "
+                    "`type: object` at its root",
+                )
+            for field in sorted(schema.binary_fields):
+                self._problem_at(
+                    where,
+                    f"mcp: input field {field!r} is a file (format: binary); MCP cannot send files",
+                )
+        return dataclasses.replace(trigger, name=name)
+
     def _guards(self, entries: Iterable[Any], at: JsonPath) -> tuple[GuardSpec, ...]:
         guards = []
         for index, entry in enumerate(entries):
@@ -397,3 +433,6 @@ class _ModuleLoader:
 
     def _problem(self, at: JsonPath, message: str) -> None:
         self.problems.append(self.doc.problem(at, message))
+
+    def _problem_at(self, where: Location, message: str) -> None:
+        self.problems.append(Problem(file=where.file, line=where.line, message=message))

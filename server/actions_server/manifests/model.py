@@ -86,7 +86,25 @@ class CronTrigger:
         return "cron"
 
 
-Trigger = ApiTrigger | EventTrigger | CronTrigger | WebhookTrigger
+@dataclass(frozen=True, slots=True, kw_only=True)
+class McpTrigger:
+    """The action as an MCP tool: `{mcp: NAME}`, or `{mcp: true}` for a name made
+    from the action's (manifests/toolnames.py). The hints are None when not given."""
+
+    name: str
+    location: Location
+    title: str | None = None
+    read_only: bool | None = None
+    destructive: bool | None = None
+    idempotent: bool | None = None
+    open_world: bool | None = None
+
+    @property
+    def kind(self) -> str:
+        return "mcp"
+
+
+Trigger = ApiTrigger | EventTrigger | CronTrigger | WebhookTrigger | McpTrigger
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
