@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from support.apps import Client, serving, write_app
-from support.polling import query
+from support.apps import Client, serving, working, write_app
+from support.polling import eventually, query
 from support.tokens import SECRET
 
 pytestmark = pytest.mark.integration
@@ -80,6 +80,13 @@ actions:
   - name: s.job_response
     handler: PKG.handlers:create_order
     triggers: [{event: job.order}]
+  - name: s.push_order
+    handler: PKG.handlers:push_order
+    triggers: [{api: POST /push-order}]
+  - name: s.wrong_body
+    handler: PKG.handlers:wrong_body
+    output: {type: object, required: [id], properties: {id: {type: integer}}}
+    triggers: [{api: GET /wrong-body}]
 """
 
 HANDLERS = """
@@ -90,6 +97,12 @@ from actions_server import Response, Cookie
 async def create_order(input, ctx):
     [row] = await ctx.db.raw("INSERT INTO orders (item) VALUES (%s) RETURNING id, item", input["item"])
     return Response(row, status=201, headers={"Location": f"/orders/{row['id']}"})
+
+async def push_order(input, ctx):
+    await ctx.queue.push("order", {"item": input["item"]})
+
+async def wrong_body(input, ctx):
+    return Response({"id": "not a number"}, status=201)
 
 async def slow_create(input, ctx):
     [row] = await ctx.db.raw("INSERT INTO orders (item) VALUES (%s) RETURNING id, item", input["item"])
@@ -465,3 +478,17 @@ async def test_a_revoked_user_is_refused_on_every_instance_within_a_second(
         await asyncio.sleep(1.05)  # iat counts whole seconds: a token of the same second is refused
         assert (await one.as_(one.token("ann")).get("/me"))[0] == 200  # issued after
         assert (await two.as_(token).get("/me"))[0] == 200  # another user
+
+
+async def test_a_response_body_meets_the_output_schema(app: Client, empty_database: str) -> None:
+    status, body, _ = await app.get("/wrong-body")
+    assert (status, body["error"]["code"]) == (500, "invalid_output")
+
+
+async def test_a_response_returned_to_a_job_is_unwrapped(app: Client, empty_database: str) -> None:
+
+    assert (await app.post("/push-order", json={"item": "by job"}))[0] == 204
+    async with working(app):
+        assert await eventually(lambda: orders(empty_database) == ["by job"])
+    [job] = query(empty_database, "SELECT status FROM actions_server.jobs")
+    assert job["status"] == "done"

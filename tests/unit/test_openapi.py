@@ -303,3 +303,37 @@ def test_the_docs_page_escapes_what_manifests_say(tmp_path: Path) -> None:
     assert "&#34;pattern&#34;: &#34;&lt;x&gt;&#34;" in page
     assert 'id="op-m.do"' in page
     assert "://" not in page  # nothing to fetch: it works offline
+
+
+def test_declared_responses_and_webhooks_are_documented(tmp_path: Path) -> None:
+    document = build(
+        tmp_path,
+        """
+        module: d
+        actions:
+          - name: d.create
+            handler: PKG.handlers:noop
+            responses:
+              201: {description: Created, headers: {Location: the new thing's URL}}
+              303: {description: Already there, headers: {Location: the existing thing}}
+            triggers: [{api: POST /things, status: 201}]
+          - name: d.export
+            handler: PKG.handlers:noop
+            responses:
+              200: {content_type: text/csv, headers: {Content-Disposition: a file name}}
+            triggers: [{api: GET /things.csv}]
+          - name: d.hook
+            handler: PKG.handlers:noop
+            triggers:
+              - webhook: POST /hooks/stripe
+                verify: {scheme: stripe, secrets: [s3cret]}
+        """,
+    )
+    create = document["paths"]["/things"]["post"]["responses"]
+    assert create["201"]["headers"]["Location"]["description"] == "the new thing's URL"
+    assert create["303"]["description"] == "Already there"
+    export = document["paths"]["/things.csv"]["get"]["responses"]["200"]
+    assert "text/csv" in export["content"]
+    hook = document["paths"]["/hooks/stripe"]["post"]
+    assert hook["x-webhook"] == {"scheme": "stripe", "mode": "sync"}
+    assert hook["description"].startswith("Webhook: the request is verified with the `stripe`")
