@@ -39,7 +39,7 @@ class RunLogger:
     sensitive keys (`runs.redact_keys`) are redacted for both.
     """
 
-    __slots__ = ("_extra", "_recorder", "_redactor", "_run_id")
+    __slots__ = ("_extra", "_recorder", "_redactor", "_run_id", "stored")
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class RunLogger:
         redactor: Redactor = redaction.DEFAULT,
     ) -> None:
         self._run_id = run.id
+        self.stored = False  # a line went to the recorder
         self._recorder = recorder
         self._redactor = redactor
         self._extra = {
@@ -71,6 +72,7 @@ class RunLogger:
                 level, message, extra={**self._extra, "fields": fields}, exc_info=exc_info
             )
         if stored and recorder is not None:
+            self.stored = True
             recorder.add_log(
                 LogEntry(
                     self._run_id,
@@ -147,6 +149,11 @@ class Context:
         self.response_cookies: list[Cookie] = []
         auth.bind(db, self.response_cookies)
         db.on_savepoint(self._mark_events)
+
+    @property
+    def logged(self) -> bool:
+        """Whether the run stored a log line (its run record is then always kept)."""
+        return self._logger is not None and self._logger.stored
 
     @property
     def request(self) -> HttpRequest | None:

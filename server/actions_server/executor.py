@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -55,6 +56,10 @@ log = logging.getLogger("actions_server.executor")
 # A run stopped from outside (shutdown, a cancelled request): recorded as such.
 _CANCELLED = {"code": "cancelled", "message": "the run was cancelled", "status": 503}
 
+# Successful, fast runs of these triggers are stored as a sample (runs.sample_rate).
+SAMPLED_TRIGGERS = frozenset({"api", "webhook", "mcp"})
+_random = random.random
+
 # Runs the worker starts: their connections come from the jobs pool.
 WORKER_TRIGGERS = frozenset({"job", "event", "cron"})
 
@@ -79,6 +84,9 @@ class Executor:
         default_timeouts: Mapping[str, float] | None = None,
     ) -> None:
         self.database = database
+        # Successful HTTP runs stored: a sample (docs/runs.md).
+        self.sample_rate = recorder.config.sample_rate if recorder is not None else 1.0
+        self.slow_seconds = recorder.config.slow_ms / 1000 if recorder is not None else 0.0
         # trigger → seconds, for actions without their own timeout_seconds
         self.default_timeouts = dict(default_timeouts or {})
         self.watchdog = Watchdog()
@@ -237,7 +245,7 @@ class Executor:
                 raise error from exc
         # The output as encoded for the response: no second encoding, and a handler
         # that keeps its returned object and changes it later cannot alter the record.
-        self._record(run, ctx.auth, payload, body, None, started)
+        self._record(run, ctx.auth, payload, body, None, started, ctx.logged)
         return Result(output, body, completed, response, ctx.response_cookies, replayed)
 
     def _record(
@@ -248,6 +256,7 @@ class Executor:
         output: Any,
         error: dict[str, Any] | None,
         started: float,
+        logged: bool = False,
     ) -> None:
         if error is None:
             metrics.observe_run(run.action, run.trigger, "ok")
@@ -258,6 +267,14 @@ class Executor:
         recorder = self.recorder
         if recorder is not None:
             ended = time.perf_counter()
+            if (
+                error is None
+                and run.trigger in SAMPLED_TRIGGERS
+                and ended - started < self.slow_seconds
+                and not logged
+                and _random() >= self.sample_rate
+            ):
+                return  # counted in the metrics above; not stored
             recorder.add_run(
                 RunEntry(
                     run,

@@ -63,7 +63,7 @@ async def charge(input, ctx):
 CONFIG = f"""
 app: shop
 auth: {{jwt: {{secret: {SECRET}}}, roles: {{ops: [dashboard:view]}}}}
-runs: {{flush_interval_seconds: 0.05}}
+runs: {{flush_interval_seconds: 0.05, sample_rate: 1}}  # every run stored, to look at
 """
 
 

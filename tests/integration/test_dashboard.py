@@ -51,7 +51,7 @@ async def broken(input, ctx):
 CONFIG = f"""
 app: d
 auth: {{jwt: {{secret: {SECRET}}}, roles: {{ops: [dashboard:view]}}}}
-runs: {{flush_interval_seconds: 0.05}}
+runs: {{flush_interval_seconds: 0.05, sample_rate: 1}}  # every run stored, to look at
 """
 
 

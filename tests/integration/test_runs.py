@@ -73,7 +73,7 @@ async def work(input, ctx):
 CONFIG = f"""
 app: r
 auth: {{jwt: {{secret: {SECRET}}}}}
-runs: {{flush_interval_seconds: 0.05}}
+runs: {{flush_interval_seconds: 0.05, sample_rate: 1}}  # every run stored, to look at
 """
 
 

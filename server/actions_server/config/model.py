@@ -197,6 +197,11 @@ class RunsConfig:
     max_value_bytes: int = 1024 * 1024  # a larger input or output is stored as a note of its size
     flush_interval_seconds: float = 0.2
     batch_size: int = 500
+    # A successful HTTP run (api, webhook, mcp) faster than slow_ms that logged nothing
+    # is stored with this probability; every other run always is. Counts and latency
+    # percentiles (/metrics) count every run either way.
+    sample_rate: float = 0.01
+    slow_ms: float = 250.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
