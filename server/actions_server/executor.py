@@ -166,12 +166,15 @@ class Executor:
         attempt: int = 1,
         job_id: str | None = None,
         completion: Completion | None = None,
+        record: bool = True,
     ) -> Result:
         """Run `action` with `payload` for `caller`: its output, or an ActionError.
 
         `completion`, for a job, marks the job done inside the run's transaction
         when the run touched the database, so that the job's effects and its
         completion commit together; `Result.completed` says whether it did.
+        `record=False` leaves the run out of the runs table and the metrics (a
+        realtime channel's periodic re-check of a join, which no one asked for).
         """
         run = RunInfo(
             new_run_id(),
@@ -203,7 +206,7 @@ class Executor:
             redactor=self.redactor,
         )
         completed = False
-        started = time.perf_counter()
+        started = time.perf_counter() if record else None
         limit = None if action.timeout_seconds is not None else self.default_timeouts.get(trigger)
         watched = asyncio.current_task() if limit is not None else None
         if watched is not None:
@@ -271,8 +274,10 @@ class Executor:
         payload: Any,
         output: Any,
         error: dict[str, Any] | None,
-        started: float,
+        started: float | None,
     ) -> None:
+        if started is None:  # not recorded
+            return
         if error is None:
             metrics.observe_run(run.action, run.trigger, "ok")
         else:

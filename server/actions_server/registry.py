@@ -9,7 +9,7 @@ changes afterwards.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .config import Config
@@ -18,11 +18,13 @@ from .manifests.loader import load_modules
 from .manifests.model import (
     ActionSpec,
     ApiTrigger,
+    ChannelSpec,
     CronTrigger,
     EventTrigger,
     ModuleSpec,
 )
 from .manifests.paths import PathTemplate
+from .realtime.patterns import ChannelTable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +48,7 @@ class Registry:
     routes: tuple[Route, ...]
     subscriptions: Mapping[str, tuple[ActionSpec, ...]]  # event name → actions
     schedules: tuple[Schedule, ...]
+    channels: ChannelTable[ChannelSpec] = field(default_factory=ChannelTable)
 
     def action(self, name: str) -> ActionSpec | None:
         return self.actions.get(name)
@@ -105,8 +108,43 @@ def build_registry(
         routes=tuple(routes.values()),
         subscriptions=MappingProxyType({k: tuple(v) for k, v in subscriptions.items()}),
         schedules=tuple(schedules),
+        channels=ChannelTable(_channels(modules, actions, problems)),
     )
     return registry, problems
+
+
+def _channels(
+    modules: tuple[ModuleSpec, ...], actions: Mapping[str, ActionSpec], problems: list[Problem]
+) -> list[ChannelSpec]:
+    """Every declared channel, but those whose pattern another has (`org:{id}` and
+    `org:{org_id}` are one) or whose `on_message` names no action."""
+    kept: dict[str, ChannelSpec] = {}
+    for module in modules:
+        for channel in module.channels:
+            where = channel.location
+            first = kept.get(channel.pattern.key)
+            if first is not None:
+                problems.append(
+                    Problem(
+                        file=where.file,
+                        line=where.line,
+                        message=f"channel {channel.name!r} is already declared as "
+                        f"{first.name!r} ({first.location})",
+                    )
+                )
+                continue
+            if channel.on_message is not None and channel.on_message not in actions:
+                problems.append(
+                    Problem(
+                        file=where.file,
+                        line=where.line,
+                        message=f"channel {channel.name!r}: on_message names no action "
+                        f"{channel.on_message!r}",
+                    )
+                )
+                continue
+            kept[channel.pattern.key] = channel
+    return list(kept.values())
 
 
 def _at(action: ActionSpec, message: str) -> Problem:

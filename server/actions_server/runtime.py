@@ -96,7 +96,7 @@ async def open_runtime(
             recorder=recorder,
             redactor=redactor,
             default_timeouts={
-                "api": config.server.action_timeout_seconds,
+                **dict.fromkeys(("api", "join", "channel"), config.server.action_timeout_seconds),
                 **dict.fromkeys(("job", "event", "cron"), config.queue.action_timeout_seconds),
             },
         )

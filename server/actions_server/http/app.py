@@ -28,11 +28,13 @@ from ..executor import new_trace_id
 from ..guards import identity_denial
 from ..jsonutil import dumps
 from ..queue import store as queue_store
+from ..realtime.hub import Realtime
 from ..registry import Registry
 from ..runtime import Runtime
 from ..storage import check_key
 from ..storage.signing import ROUTE as STORAGE_ROUTE
 from ..storage.signing import verify
+from .accesslog import AccessLogger
 from .caller import Network, caller_of, forwarded_for, hops, in_networks, parse_networks
 from .connections import ConnectionLimits, ConnectionServer
 from .errors import error_json, from_aiohttp
@@ -75,6 +77,15 @@ class HttpFront:
         self.verifier = runtime.executor.auth.verifier
         self.local_storage = runtime.executor.services.local_storage
         self.trusted_proxies = parse_networks(runtime.config.server.trusted_proxies)
+        self.realtime: Realtime | None = None
+        if runtime.config.realtime.enabled:  # WebSocket channels (docs/realtime.md)
+            self.realtime = Realtime(runtime, self.trusted_proxies)
+            self.builtins[runtime.config.realtime.path] = self.realtime.upgrade
+
+    async def close(self) -> None:
+        """Close what outlives requests (realtime sockets), before the server stops."""
+        if self.realtime is not None:
+            await self.realtime.close()
 
     def use_registry(self, registry: Registry) -> None:
         """Serve `registry` from the next request on (in-flight requests finish on the old one)."""
@@ -85,6 +96,8 @@ class HttpFront:
         )
         self.reference.use_registry(registry)
         self.runtime.executor.use_registry(registry)
+        if self.realtime is not None:
+            self.realtime.use_registry(registry)
         self.runtime.registry = registry
         self.router, self.needs_client_ip, self.needs_identity = router, with_ip, identity
 
@@ -268,6 +281,7 @@ def create_server(runtime: Runtime, **kwargs: Any) -> tuple[web.Server, HttpFron
     `kwargs` go to aiohttp's request handler (access_log, keepalive_timeout, ...).
     """
     front = HttpFront(runtime)
+    kwargs.setdefault("access_log_class", AccessLogger)  # never logs a ?token=
     config = runtime.config.server
     limits = ConnectionLimits(
         header_timeout_seconds=config.header_timeout_seconds,
