@@ -70,7 +70,7 @@ async def test_a_job_publishes_too(client: Client) -> None:
     async with socket(client) as ws, working(client):
         await join(ws, "public:news")
         assert (await client.post("/later"))[0] == 200
-        message = await receive(ws, "message", timeout=10)
+        message = await receive(ws, "message", within=10)
         assert message["payload"] == {"text": "from a job", "trigger": "job"}
 
 
@@ -276,24 +276,25 @@ async def test_limits(tmp_path: Path, empty_database: str) -> None:
         messages_per_second=5,
         max_message_bytes=1024,
     )
-    async with serving(config, empty_database) as client:
-        async with socket(client) as first, socket(client) as second:
-            with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
-                async with socket(client):
-                    pass
-            assert caught.value.status == 503
-            await join(first, "public:1")
-            await join(first, "public:2")
-            assert (await join(first, "public:3"))["error"]["code"] == "too_many_channels"
-            for n in range(10):
-                await second.send_json({"type": "heartbeat", "ref": str(n)})
-            codes = [
-                (await receive(second, "reply")).get("error", {}).get("code") for _ in range(10)
-            ]
-            assert codes.count("rate_limited") >= 4
-            await second.send_str('{"type": "heartbeat", "pad": "' + "x" * 2000 + '"}')
-            message = await second.receive(timeout=5)
-            assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1009)
+    async with (
+        serving(config, empty_database) as client,
+        socket(client) as first,
+        socket(client) as second,
+    ):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+            async with socket(client):
+                pass
+        assert caught.value.status == 503
+        await join(first, "public:1")
+        await join(first, "public:2")
+        assert (await join(first, "public:3"))["error"]["code"] == "too_many_channels"
+        for n in range(10):
+            await second.send_json({"type": "heartbeat", "ref": str(n)})
+        codes = [(await receive(second, "reply")).get("error", {}).get("code") for _ in range(10)]
+        assert codes.count("rate_limited") >= 4
+        await second.send_str('{"type": "heartbeat", "pad": "' + "x" * 2000 + '"}')
+        message = await second.receive(timeout=5)
+        assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1009)
 
 
 async def test_a_silent_client_is_closed(tmp_path: Path, empty_database: str) -> None:
@@ -315,7 +316,7 @@ async def test_a_membership_taken_away_takes_the_socket_out(
     async with serving(config, empty_database) as client, socket(client, token("ann")) as ws:
         await join(ws, "org:acme:chat")
         query(empty_database, "DELETE FROM org_memberships WHERE user_id = 'ann'")
-        notice = await receive(ws, "leave", timeout=10)
+        notice = await receive(ws, "leave", within=10)
         assert (notice["topic"], notice["error"]["code"]) == ("org:acme:chat", "forbidden")
         await client.post("/publish", json={"channel": "org:acme:chat"})
         await silent(ws, 0.5)

@@ -104,7 +104,7 @@ async def test_messages_published_while_the_listener_is_cut_off_arrive(
         query(empty_database, "SELECT pg_terminate_backend(%s)", pid)
         for n in range(5):
             assert b.publish(channel="public:news", event=f"during-{n}")[0] == 200
-        events = [(await receive(ws, "message", timeout=15))["event"] for _ in range(5)]
+        events = [(await receive(ws, "message", within=15))["event"] for _ in range(5)]
         assert events == [f"during-{n}" for n in range(5)]
         assert await eventually(lambda: listener_pid(empty_database, a) not in (None, pid))
         assert "listener lost" in a.served.output()
@@ -131,7 +131,7 @@ async def test_presence_across_instances_and_a_killed_instance_leaves(
         b.served.process.kill()  # kill -9: no goodbye
         b.served.process.wait()
         killed = time.monotonic()
-        diff = await receive(on_a, "presence_diff", timeout=15)
+        diff = await receive(on_a, "presence_diff", within=15)
         assert list(diff["payload"]["leaves"]) == ["cat"]
         # presence_timeout_seconds: 2, heartbeats every 0.5 s, and some slack for a busy host.
         assert time.monotonic() - killed < 4.5

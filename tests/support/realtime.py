@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -137,13 +136,13 @@ def token(user: str, ttl: int = 600) -> str:
     return hs256(claims(user, iat=now, exp=now + ttl))
 
 
-async def receive(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 5) -> Any:
+async def receive(ws: aiohttp.ClientWebSocketResponse, kind: str, within: float = 5) -> Any:
     """The next envelope of type `kind`, skipping others (presence chatter, say)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AssertionError(f"no {kind} within {timeout}s")
+            raise AssertionError(f"no {kind} within {within}s")
         message = await ws.receive(timeout=remaining)
         if message.type != aiohttp.WSMsgType.TEXT:
             raise AssertionError(f"expected a {kind}, the socket said {message.type.name}")

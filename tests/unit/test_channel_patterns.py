@@ -64,9 +64,11 @@ def test_matching_gives_the_parameters() -> None:
 def test_a_literal_segment_wins_over_a_parameter() -> None:
     channels = table("room:{id}", "room:lobby")
     found = channels.match("room:lobby")
-    assert found is not None and found[0].pattern.text == "room:lobby"
+    assert found is not None
+    assert found[0].pattern.text == "room:lobby"
     found = channels.match("room:42")
-    assert found is not None and found[1] == {"id": "42"}
+    assert found is not None
+    assert found[1] == {"id": "42"}
 
 
 @pytest.mark.parametrize("name", ["", "a b", "a{b}", "é", "x" * 201, None, 42, "a\nb"])

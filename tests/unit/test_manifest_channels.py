@@ -47,7 +47,8 @@ def test_channels_load_with_the_modules_guards_first(tmp_path: Path) -> None:
     assert [g.name for g in lobby.guards] == ["authenticated"]
     assert (lobby.on_message, lobby.presence) == (None, False)
     found = registry.channels.match("org:acme:chat")
-    assert found is not None and found[1] == {"org_id": "acme"}
+    assert found is not None
+    assert found[1] == {"org_id": "acme"}
 
 
 BROKEN = """

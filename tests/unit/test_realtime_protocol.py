@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from actions_server.realtime import protocol
 from actions_server.realtime.protocol import ClientMessage, ProtocolError, parse
 
