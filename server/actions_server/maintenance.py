@@ -4,8 +4,9 @@ Prunes finished jobs and events past `queue.retention_days` (dead jobs past
 `queue.dead_retention_days`), cron ticks past twice the longer of the two (a
 tick must outlive any job it created, or it could run again), and expired KV
 rows (which reads already ignore), rate-limit counters among them, and runs
-with their log lines past `runs.retention_days`. The scheduler runs it in the
-instance that wins the tick.
+with their log lines past `runs.retention_days`, and realtime channel messages
+past `realtime.retention_minutes` (they are kept only for listeners catching up).
+The scheduler runs it in the instance that wins the tick.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 from .config import Config
 from .db.pool import Connection
 from .queue import store
+from .realtime import store as channel_store
 from .runs import store as runs_store
 
 log = logging.getLogger("actions_server.maintenance")
@@ -28,5 +30,8 @@ async def run_maintenance(conn: Connection, config: Config) -> dict[str, int]:
         conn, keep_days=config.queue.retention_days, keep_dead_days=config.queue.dead_retention_days
     )
     pruned.update(await runs_store.prune(conn, keep_days=config.runs.retention_days))
+    pruned["channel messages"] = await channel_store.prune(
+        conn, keep_minutes=config.realtime.retention_minutes
+    )
     log.info("maintenance: pruned %s", ", ".join(f"{n} {what}" for what, n in pruned.items()))
     return pruned

@@ -11,9 +11,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from actions_server.config import Config, load_config
+from actions_server.maintenance import run_maintenance
 from support.apps import Client, serving, working
 from support.polling import eventually, query
 from support.realtime import join, receive, silent, token, write_realtime_app
@@ -337,3 +340,20 @@ async def test_closing_the_server_says_going_away(tmp_path: Path, empty_database
         assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1001)
         await ws.close()
         await closing
+
+
+async def test_maintenance_prunes_old_messages(client: Client, empty_database: str) -> None:
+    await client.post("/publish", json={"channel": "public:news", "event": "recent"})
+    query(
+        empty_database,
+        "INSERT INTO actions_server.channel_messages (xid, channel, kind, event, payload, created_at)"
+        " VALUES (pg_current_xact_id(), 'public:news', 'message', 'old', '{}',"
+        " now() - interval '61 minutes')",
+    )
+    async with await psycopg.AsyncConnection.connect(
+        empty_database, autocommit=True, row_factory=dict_row
+    ) as conn:
+        pruned = await run_maintenance(conn, client.runtime.config)
+    assert pruned["channel messages"] == 1
+    rows = query(empty_database, "SELECT event FROM actions_server.channel_messages")
+    assert rows == [{"event": "recent"}]

@@ -79,7 +79,9 @@ class PresenceTracker:
                 await store.publish(conn, diff_messages(added, []))
                 return protocol.state_of(await store.presence(conn, channel))
         except BaseException:
-            self.local.pop((channel, ref), None)
+            # Cancelled (the socket closed) or failed, perhaps after the commit:
+            # a leave for a row that is not there is harmless.
+            self.untrack(channel, ref)
             raise
 
     def untrack(self, channel: str, ref: str) -> None:

@@ -102,7 +102,8 @@ async def read(conn: Connection, *, high: int, awaited: Sequence[int], limit: in
     return Batch(rows, xmin, xmax)
 
 
-async def prune(conn: Connection, keep_minutes: int) -> int:
+async def prune(conn: Connection, *, keep_minutes: int) -> int:
+    """Delete the messages older than `keep_minutes`; how many went."""
     cursor = await conn.execute(Q["prune"], (keep_minutes,))
     return cursor.rowcount
 
