@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -357,3 +358,15 @@ async def test_maintenance_prunes_old_messages(client: Client, empty_database: s
     assert pruned["channel messages"] == 1
     rows = query(empty_database, "SELECT event FROM actions_server.channel_messages")
     assert rows == [{"event": "recent"}]
+
+
+async def test_a_token_in_the_url_is_not_logged(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = token("ann")
+    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+        async with socket(client, None, token=secret) as ws:
+            await join(ws, "public:x")
+        await eventually(lambda: "/realtime" in caplog.text)
+    assert "GET /realtime?token=%5Bredacted%5D HTTP/1.1" in caplog.text
+    assert secret not in caplog.text

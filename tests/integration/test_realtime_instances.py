@@ -136,3 +136,28 @@ async def test_presence_across_instances_and_a_killed_instance_leaves(
         # presence_timeout_seconds: 2, heartbeats every 0.5 s, and some slack for a busy host.
         assert time.monotonic() - killed < 4.5
         await on_b.close()
+
+
+async def test_refused_joins_hear_nothing_and_an_expired_token_closes(
+    instances: tuple[Instance, Instance], session: aiohttp.ClientSession
+) -> None:
+    a, b = instances
+    async with (
+        session.ws_connect(a.ws_url) as anonymous,
+        session.ws_connect(a.ws_url, params={"token": token("bob")}) as outsider,
+        session.ws_connect(a.ws_url, params={"token": token("ann", ttl=2)}) as short,
+    ):
+        assert (await join(anonymous, "org:acme:projects"))["error"]["code"] == "unauthenticated"
+        assert (await join(outsider, "org:acme:projects"))["error"]["code"] == "forbidden"
+        assert (await join(short, "org:acme:projects"))["status"] == "ok"
+        assert b.publish(channel="org:acme:projects", event="secret")[0] == 200
+        assert (await receive(short, "message"))["event"] == "secret"
+        await silent(anonymous, 0.3)
+        await silent(outsider, 0.3)
+        while (message := await short.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:
+            pass
+        assert (message.type, message.data, message.extra) == (
+            aiohttp.WSMsgType.CLOSE,
+            4001,
+            "token expired",
+        )
