@@ -143,8 +143,31 @@ def _channels(
                     )
                 )
                 continue
+            refused = _params_refused(channel, actions)
+            if refused:
+                problems.append(
+                    Problem(
+                        file=where.file,
+                        line=where.line,
+                        message=f"channel {channel.name!r}: the input of {channel.on_message!r} "
+                        f"must accept the channel's parameters (they are added to every "
+                        f"message); it allows no {', '.join(map(repr, refused))}",
+                    )
+                )
+                continue
             kept[channel.pattern.key] = channel
     return list(kept.values())
+
+
+def _params_refused(channel: ChannelSpec, actions: Mapping[str, ActionSpec]) -> list[str]:
+    """The channel's parameters that its on_message action's input schema would reject."""
+    action = actions.get(channel.on_message or "")
+    if action is None or action.input is None:
+        return []
+    plan = action.input.plan
+    if plan.accepts_unknown:
+        return []
+    return [name for name in channel.pattern.params if name not in plan.fields]
 
 
 def _at(action: ActionSpec, message: str) -> Problem:

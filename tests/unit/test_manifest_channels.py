@@ -94,3 +94,28 @@ def test_every_channel_problem_is_listed_with_its_line(tmp_path: Path) -> None:
         "actions/a.yaml:18: channels[6]: missing required key 'name'",
         "actions/b.yaml:5: channel 'news:{topic}' is already declared as 'news:{id}' (actions/a.yaml:19)",
     ]
+
+
+STRICT = """
+module: strict
+actions:
+  - name: strict.say
+    handler: PKG.handlers:say
+    input:
+      type: object
+      properties: {text: {type: string}}
+      additionalProperties: false
+channels:
+  - name: "room:{room}"
+    on_message: strict.say
+"""
+
+
+def test_on_message_needs_an_input_that_takes_the_parameters(tmp_path: Path) -> None:
+    config, _ = write_app(tmp_path, {"strict.yaml": STRICT}, HANDLERS)
+    with pytest.raises(LoadError) as caught:
+        load_app(load_config(config, env={}))
+    assert [str(p) for p in caught.value.problems] == [
+        "actions/strict.yaml:11: channel 'room:{room}': the input of 'strict.say' must accept "
+        "the channel's parameters (they are added to every message); it allows no 'room'"
+    ]

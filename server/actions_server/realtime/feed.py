@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -42,7 +42,7 @@ class Feed:
         self,
         dsn: str,
         options: dict[str, Any],
-        deliver: Callable[[list[store.Stored]], None],
+        deliver: Callable[[list[store.Stored]], Awaitable[None]],
         *,
         name: str,
     ) -> None:
@@ -105,7 +105,7 @@ class Feed:
             fresh = cursor.take(batch.rows, batch.xmin, batch.xmax, complete=complete)
             if fresh:
                 try:
-                    self.deliver(fresh)
+                    await self.deliver(fresh)
                 except Exception:  # a bug in the fan-out must not stop the listener
                     log.exception("channel messages: delivering %d failed", len(fresh))
             if complete:

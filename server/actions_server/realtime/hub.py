@@ -50,12 +50,13 @@ from . import protocol, store
 from .feed import Feed
 from .presence import PresenceTracker
 from .protocol import ClientMessage, ProtocolError
-from .sockets import Socket, Subscription
+from .sockets import MAX_PENDING, Socket, Subscription
 
 log = logging.getLogger("actions_server.realtime")
 
 TRACE_HEADER = "x-trace-id"
 SWEEP_SECONDS = 1.0
+YIELD_EVERY = 4096  # frames written before the fan-out lets other tasks run
 CLOSE_TIMEOUT_SECONDS = 2.0  # waiting for a client's answer to our close frame
 
 
@@ -114,6 +115,7 @@ class Realtime:
         self._started = False
         self._closing = False
         self._socket_ids = 0
+        self._upgrading = 0  # upgrades under way, counted against max_sockets
 
     def use_registry(self, registry: Registry) -> None:
         """Joins from now on use `registry`'s channels; joined sockets are checked against
@@ -170,7 +172,7 @@ class Realtime:
             return _http_error(
                 _refused("shutting_down", "the server is shutting down", 503), trace_id
             )
-        if len(self.sockets) >= self.config.max_sockets:
+        if len(self.sockets) + self._upgrading >= self.config.max_sockets:
             error = ActionError(
                 503,
                 "too_many_sockets",
@@ -192,8 +194,12 @@ class Realtime:
         if not ws.can_prepare(request).ok:
             error = ActionError(426, "upgrade_required", "this endpoint speaks WebSocket only")
             return _http_error(error, trace_id)
-        await self._start()
-        await ws.prepare(request)
+        self._upgrading += 1
+        try:
+            await self._start()
+            await ws.prepare(request)
+        finally:
+            self._upgrading -= 1
         transport = cast(asyncio.Transport, request.transport)
         self._socket_ids += 1
         socket = Socket(
@@ -326,7 +332,7 @@ class Realtime:
             )
             state = None
             if spec.presence and not socket.closed:
-                ref = f"{socket.id}:{random.getrandbits(32):08x}"
+                ref = socket.presence_ref()
                 state = await self.presence.track(
                     topic, ref, socket.presence_key, {"ref": ref, "online_at": int(time.time())}
                 )
@@ -408,22 +414,30 @@ class Realtime:
 
     # --- fan-out ------------------------------------------------------------------------------
 
-    def deliver(self, rows: list[store.Stored]) -> None:
-        """Messages from the feed, to this process's sockets in their channels."""
+    async def deliver(self, rows: list[store.Stored]) -> None:
+        """Messages from the feed, to this process's sockets in their channels.
+
+        Writes do not wait; the loop lets other tasks run every YIELD_EVERY frames,
+        so a burst to a crowded channel does not stall HTTP.
+        """
         limit = self.config.send_buffer_bytes
-        topics = self.topics
+        written = 0
         for row in rows:
-            members = topics.get(row.channel)
+            members = self.topics.get(row.channel)
             if not members:
                 continue
             data = protocol.frame(protocol.stored(row.kind, row.channel, row.event, row.payload))
-            for socket, subscription in members.items():
+            for socket, subscription in list(members.items()):
                 pending = subscription.pending
                 if pending is None:
                     socket.send_frame(data, limit)
-                else:
+                elif len(pending) < MAX_PENDING:
                     pending.append(data)
             self.delivered += len(members)
+            written += len(members)
+            if written >= YIELD_EVERY:
+                written = 0
+                await asyncio.sleep(0)
 
     # --- background ---------------------------------------------------------------------------
 

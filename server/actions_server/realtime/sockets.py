@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,11 +29,12 @@ from . import protocol
 log = logging.getLogger("actions_server.realtime")
 
 MAX_QUEUED = 64  # joins, leaves and messages waiting their turn, per socket
+MAX_PENDING = 1000  # messages held for a socket while its join is decided
 
 
 class Subscription:
     """One socket in one channel. `pending` holds what arrived while the join was
-    being authorised (None once it was)."""
+    being authorised (None once it was), up to MAX_PENDING messages."""
 
     __slots__ = ("params", "pending", "presence_ref", "spec", "topic")
 
@@ -55,6 +57,7 @@ class Socket:
         "expires_at",
         "id",
         "last_seen",
+        "nonce",
         "rate",
         "subscriptions",
         "transport",
@@ -70,7 +73,8 @@ class Socket:
         expires_at: float | None,
         rate: float,
     ) -> None:
-        self.id = socket_id
+        self.id = socket_id  # for logs: names the instance
+        self.nonce = f"{random.getrandbits(64):016x}"  # what other clients may see
         self.ws = ws
         self.transport = transport
         self.caller = caller
@@ -87,7 +91,11 @@ class Socket:
     @property
     def presence_key(self) -> str:
         user = self.caller.principal.user_id
-        return user if user is not None else f"anonymous:{self.id}"
+        return user if user is not None else f"anonymous:{self.nonce}"
+
+    def presence_ref(self) -> str:
+        """A new id for one join of this socket, as presence metas show it."""
+        return f"{self.nonce}.{random.getrandbits(32):08x}"
 
     # --- writing ------------------------------------------------------------------------
 
