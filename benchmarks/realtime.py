@@ -136,6 +136,12 @@ async def until(done: Callable[[], bool], seconds: float) -> None:
         await asyncio.sleep(0.01)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -209,15 +215,22 @@ async def run(dsn: str, port: int, server_pid: int, args: argparse.Namespace) ->
         received = len(latencies)
         p50 = statistics.median(latencies)
         p99 = latencies[int(len(latencies) * 0.99) - 1]
+        firsts = sorted((min(arrivals) - sent_at[seq]) * 1000 for seq, arrivals in record.items())
         print(
             f"latency              p50 {p50:.1f} ms, p99 {p99:.1f} ms "
             f"({received}/{expected} deliveries of {args.publishes} publishes; target p99 ≤ 50 ms)"
+        )
+        print(
+            f"  first socket       p50 {statistics.median(firsts):.1f} ms, "
+            f"p99 {firsts[int(len(firsts) * 0.99) - 1]:.1f} ms "
+            "(the rest is the server writing to, and this process reading, every socket)"
         )
 
         for client in clients:
             client.parse = False
             client.messages = 0
         total = args.burst * args.sockets
+        cpu_before = cpu_seconds(server_pid)
         started = time.perf_counter()
         for first in range(0, args.burst, args.per_commit):
             await publish(
@@ -232,11 +245,16 @@ async def run(dsn: str, port: int, server_pid: int, args: argparse.Namespace) ->
         got = sum(c.messages for c in clients)
         last = max(c.last_at for c in clients)
         rate = got / (last - started)
+        cpu = cpu_seconds(server_pid) - cpu_before
         print(
             f"throughput           {rate:>9.0f} deliveries/s "
             f"({got}/{total} frames: {args.burst} messages × {args.sockets} sockets, "
             f"{args.per_commit} per commit, published in {published - started:.2f} s; "
             "target ≥ 50,000)"
+        )
+        print(
+            f"  server CPU         {cpu * 1e6 / got:.2f} µs per delivery "
+            f"({got / cpu:,.0f} deliveries per CPU-second)"
         )
     for client in [*warm, *clients]:
         assert client.transport is not None
