@@ -5,7 +5,9 @@
 - `protocol`: the JSON envelope and the WebSocket frames (pure);
 - `store` and `queries.sql`: the messages, instances and presence tables;
 - `facade`: `ctx.channel(name)`, buffered and written just before the run commits;
-- `feed`: the one listener connection per process, reading new messages by id;
-- `presence`, `sockets`, `hub`: who is where, one client's socket, and the
-  endpoint that ties them together (see docs/realtime.md).
+- `cursor` (pure) and `feed`: the one listener connection per process, reading
+  new messages by id;
+- `presence`: who is in which channel, across instances;
+- `sockets`, `channels`, `hub`: one client's socket; joins, leaves and the
+  fan-out; the endpoint that ties them together (see docs/realtime.md).
 """
