@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 
 from actions_server.config import Config, load_config
 from actions_server.maintenance import run_maintenance
+from actions_server.realtime import store
 from support.apps import Client, serving, working
 from support.polling import eventually, query
 from support.realtime import join, receive, silent, token, write_realtime_app
@@ -370,3 +371,53 @@ async def test_a_token_in_the_url_is_not_logged(
         await eventually(lambda: "/realtime" in caplog.text)
     assert "GET /realtime?token=%5Bredacted%5D HTTP/1.1" in caplog.text
     assert secret not in caplog.text
+
+
+async def test_a_message_committed_after_a_later_one_still_arrives(
+    client: Client, empty_database: str
+) -> None:
+    """Ids are taken in order but become visible in commit order (see realtime/cursor.py)."""
+    front = client.front
+    assert front is not None
+    assert front.realtime is not None
+    async with socket(client) as ws:
+        await join(ws, "public:news")
+        slow = await psycopg.AsyncConnection.connect(empty_database)  # in a transaction
+        rolled_back = await psycopg.AsyncConnection.connect(empty_database)
+        try:
+            for conn, event in ((slow, "slow"), (rolled_back, "never")):
+                await store.publish(
+                    conn,  # type: ignore[arg-type]
+                    [store.Outgoing(channel="public:news", event=event, payload="{}")],
+                )
+            await client.post("/publish", json={"channel": "public:news", "event": "fast"})
+            assert (await receive(ws, "message"))["event"] == "fast"
+            cursor = front.realtime.feed.cursor
+            assert cursor is not None
+            assert len(cursor.awaited) == 2
+            await slow.commit()
+            assert (await receive(ws, "message"))["event"] == "slow"
+            await rolled_back.rollback()
+            assert await eventually(lambda: not cursor.awaited)
+            await silent(ws, 0.5)
+        finally:
+            await slow.close()
+            await rolled_back.close()
+
+
+async def test_an_instance_declared_gone_comes_back_with_its_presences(
+    client: Client, empty_database: str
+) -> None:
+    async with socket(client, token("ann")) as ws:
+        await join(ws, "org:acme:projects")
+        await receive(ws, "presence_state")
+        # What another instance's reaper does when this one is cut off for too long.
+        query(empty_database, "DELETE FROM actions_server.channel_instances")
+        query(empty_database, "DELETE FROM actions_server.channel_presence")
+        diff = await receive(ws, "presence_diff", within=10)
+        while "ann" not in diff["payload"]["joins"]:
+            diff = await receive(ws, "presence_diff", within=10)
+    rows = await eventually(
+        lambda: query(empty_database, "SELECT key FROM actions_server.channel_presence") == []
+    )
+    assert rows  # leaving on close removed it again

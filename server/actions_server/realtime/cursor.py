@@ -12,8 +12,9 @@ the higher one that was visible; so the writer's transaction id is below that
 snapshot's `xmax`. Once a later snapshot's `xmin` (the oldest transaction still
 running) is at or past that `xmax`, the writer has ended: committed, and then
 its row is in that very read, or rolled back, and it never will be. A long
-transaction elsewhere in the database only keeps an id awaited longer; it never
-holds back the delivery of anything else.
+transaction elsewhere on the server (in any database: transaction ids are the
+cluster's) only keeps an id awaited longer; it never holds back the delivery
+of anything else.
 """
 
 from __future__ import annotations
