@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from actions_server.builtins import load_app
 from actions_server.config import Config, load_config
 from actions_server.maintenance import run_maintenance
 from actions_server.realtime import store
@@ -421,3 +422,22 @@ async def test_an_instance_declared_gone_comes_back_with_its_presences(
         lambda: query(empty_database, "SELECT key FROM actions_server.channel_presence") == []
     )
     assert rows  # leaving on close removed it again
+
+
+async def test_a_new_registry_changes_the_channels(tmp_path: Path, empty_database: str) -> None:
+    """What `serve --reload` does: new joins use the new channels, and a socket in a
+    channel that is gone is taken out at its next re-check."""
+    config = app_config(tmp_path, reauthorize_seconds=0.5)
+    async with serving(config, empty_database) as client, socket(client) as ws:
+        await join(ws, "public:news")
+        assert (await join(ws, "lobby"))["error"]["code"] == "unknown_channel"
+        manifest = tmp_path / "actions" / "rt.yaml"
+        manifest.write_text(
+            manifest.read_text().replace('  - name: "public:{topic}"', '  - name: "lobby"')
+        )
+        front = client.front
+        assert front is not None
+        front.use_registry(load_app(config))
+        assert (await join(ws, "lobby"))["status"] == "ok"
+        notice = await receive(ws, "leave", within=10)
+        assert (notice["topic"], notice["error"]["code"]) == ("public:news", "unknown_channel")
