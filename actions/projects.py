@@ -3,6 +3,7 @@
 migrations/004_projects_rls.sql lets a run see only the rows of the org that
 `in_org` established (app.org_id), so forgetting `.eq("org_id", ...)` cannot
 leak another org's projects, and an id from another org is simply not found.
+A new project is published on the org's realtime channel (projects.yaml).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ async def create_project(input: dict[str, Any], ctx: Context) -> dict[str, Any]:
     [project] = await ctx.db.table("projects").insert(
         {"org_id": ctx.auth.org_id, "name": input["name"], "created_by": ctx.auth.user_id}
     )
+    # Sent to the org's sockets on every instance once this run commits; never if it fails.
+    ctx.channel(f"org:{ctx.auth.org_id}:projects").publish("project.created", {"project": project})
     return {"project": project}
 
 

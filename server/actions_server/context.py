@@ -17,6 +17,7 @@ from .db.session import DbSession
 from .kv import KV
 from .mail.message import Mail
 from .queue.facades import EventBuffer, Events, Queue
+from .realtime.facade import Channel, ChannelBuffer, channel
 from .redaction import Redactor
 from .registry import Registry
 from .request import HttpRequest
@@ -103,9 +104,10 @@ class RunLogger:
 
 
 class Context:
-    """What a handler can reach: db, auth, kv, storage, queue, event, logger, run."""
+    """What a handler can reach: db, auth, kv, storage, queue, event, channel, logger, run."""
 
     __slots__ = (
+        "_channels",
         "_events",
         "_kv",
         "_logger",
@@ -143,6 +145,7 @@ class Context:
         self._logger: RunLogger | None = None
         self._queue: Queue | None = None
         self._events: EventBuffer | None = None
+        self._channels: ChannelBuffer | None = None
         self._kv: KV | None = None
         self._request = request  # a factory until first read: most runs never look
         # Cookies set through ctx.auth.login/logout, sent with an HTTP response.
@@ -195,16 +198,33 @@ class Context:
             self._events = EventBuffer()
         return Events(self._events)
 
+    def channel(self, name: str) -> Channel:
+        """`ctx.channel("org:acme:projects").publish(event, payload)`: sent once the run commits."""
+        if self._channels is None:
+            self._channels = ChannelBuffer()
+        return channel(name, self._registry, self._channels, self._services.channel_payload_bytes)
+
     def _mark_events(self) -> Callable[[], None]:
-        """Undoes the events emitted inside a savepoint that rolls back."""
+        """Undoes the events emitted and messages published inside a savepoint that rolls back."""
         if self._events is None:
             self._events = EventBuffer()
-        return self._events.mark()
+        if self._channels is None:
+            self._channels = ChannelBuffer()
+        rewind_events, rewind_channels = self._events.mark(), self._channels.mark()
+
+        def rewind() -> None:
+            rewind_events()
+            rewind_channels()
+
+        return rewind
 
     async def flush_events(self) -> None:
-        """Write the events emitted so far, in the run's transaction (before it commits)."""
+        """Write the events emitted and channel messages published so far, in the run's
+        transaction (before it commits)."""
         if self._events:
             await self._events.flush(self, self._registry)
+        if self._channels:
+            await self._channels.flush(self)
 
     def __repr__(self) -> str:
         return f"<Context action={self.run.action!r} run={self.run.id}>"

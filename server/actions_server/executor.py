@@ -129,6 +129,7 @@ class Executor:
         request: Callable[[], HttpRequest] | None = None,
         receipt: ReceiptKey | None = None,
         status: int = 200,
+        record: bool = True,
     ) -> Result:
         """Run `action` with `payload` for `caller`: its output, or an ActionError.
 
@@ -141,6 +142,8 @@ class Executor:
         the handler again, and a first run's answer (with `status`, the
         trigger's, unless the handler's Response says otherwise) is kept in its
         transaction.
+        `record=False` leaves the run out of the runs table and the metrics (a
+        realtime channel's periodic re-check of a join, which no one asked for).
         """
         run = RunInfo(
             new_run_id(),
@@ -175,7 +178,7 @@ class Executor:
         completed = False
         replayed: Stored | None = None
         response: Response | None = None
-        started = time.perf_counter()
+        started = time.perf_counter() if record else None
         limit = None if action.timeout_seconds is not None else self.default_timeouts.get(trigger)
         watched = asyncio.current_task() if limit is not None else None
         if watched is not None:
@@ -255,9 +258,11 @@ class Executor:
         payload: Any,
         output: Any,
         error: dict[str, Any] | None,
-        started: float,
+        started: float | None,
         logged: bool = False,
     ) -> None:
+        if started is None:  # not recorded
+            return
         if error is None:
             metrics.observe_run(run.action, run.trigger, "ok")
         else:

@@ -11,7 +11,7 @@ changes afterwards.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .config import Config
@@ -20,6 +20,7 @@ from .manifests.loader import load_modules
 from .manifests.model import (
     ActionSpec,
     ApiTrigger,
+    ChannelSpec,
     CronTrigger,
     EventTrigger,
     McpTrigger,
@@ -27,6 +28,7 @@ from .manifests.model import (
     WebhookTrigger,
 )
 from .manifests.paths import PathTemplate
+from .realtime.patterns import ChannelTable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +63,7 @@ class Registry:
     subscriptions: Mapping[str, tuple[ActionSpec, ...]]  # event name → actions
     schedules: tuple[Schedule, ...]
     tools: Mapping[str, Tool]  # MCP tool name → its action, in the order declared
+    channels: ChannelTable[ChannelSpec] = field(default_factory=ChannelTable)
 
     def action(self, name: str) -> ActionSpec | None:
         return self.actions.get(name)
@@ -136,12 +139,70 @@ def build_registry(
         subscriptions=MappingProxyType({k: tuple(v) for k, v in subscriptions.items()}),
         schedules=tuple(schedules),
         tools=MappingProxyType(tools),
+        channels=ChannelTable(_channels(modules, actions, problems)),
     )
     return registry, problems
 
 
 def _at(spec: ActionSpec | McpTrigger, message: str) -> Problem:
     return Problem(file=spec.location.file, line=spec.location.line, message=message)
+
+
+def _channels(
+    modules: tuple[ModuleSpec, ...], actions: Mapping[str, ActionSpec], problems: list[Problem]
+) -> list[ChannelSpec]:
+    """Every declared channel, but those whose pattern another has (`org:{id}` and
+    `org:{org_id}` are one) or whose `on_message` names no action."""
+    kept: dict[str, ChannelSpec] = {}
+    for module in modules:
+        for channel in module.channels:
+            where = channel.location
+            first = kept.get(channel.pattern.key)
+            if first is not None:
+                problems.append(
+                    Problem(
+                        file=where.file,
+                        line=where.line,
+                        message=f"channel {channel.name!r} is already declared as "
+                        f"{first.name!r} ({first.location})",
+                    )
+                )
+                continue
+            if channel.on_message is not None and channel.on_message not in actions:
+                problems.append(
+                    Problem(
+                        file=where.file,
+                        line=where.line,
+                        message=f"channel {channel.name!r}: on_message names no action "
+                        f"{channel.on_message!r}",
+                    )
+                )
+                continue
+            refused = _params_refused(channel, actions)
+            if refused:
+                problems.append(
+                    Problem(
+                        file=where.file,
+                        line=where.line,
+                        message=f"channel {channel.name!r}: the input of {channel.on_message!r} "
+                        f"must accept the channel's parameters (they are added to every "
+                        f"message); it allows no {', '.join(map(repr, refused))}",
+                    )
+                )
+                continue
+            kept[channel.pattern.key] = channel
+    return list(kept.values())
+
+
+def _params_refused(channel: ChannelSpec, actions: Mapping[str, ActionSpec]) -> list[str]:
+    """The channel's parameters that its on_message action's input schema would reject."""
+    action = actions.get(channel.on_message or "")
+    if action is None or action.input is None:
+        return []
+    plan = action.input.plan
+    if plan.accepts_unknown:
+        return []
+    return [name for name in channel.pattern.params if name not in plan.fields]
 
 
 def load_registry(config: Config, builtins: Iterable[ActionSpec] = ()) -> Registry:

@@ -101,7 +101,10 @@ async def open_runtime(
             recorder=recorder,
             redactor=redactor,
             default_timeouts={
-                **dict.fromkeys(("api", "webhook", "mcp"), config.server.action_timeout_seconds),
+                **dict.fromkeys(
+                    ("api", "webhook", "mcp", "join", "channel"),
+                    config.server.action_timeout_seconds,
+                ),
                 **dict.fromkeys(("job", "event", "cron"), config.queue.action_timeout_seconds),
             },
         )

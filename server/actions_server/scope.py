@@ -23,7 +23,7 @@ class RunInfo(NamedTuple):
     id: str
     trace_id: str
     action: str
-    trigger: str  # api, cli, event, job, cron
+    trigger: str  # api, cli, event, job, cron; join, channel (realtime)
     attempt: int = 1
     job_id: str | None = None
     parent_id: str | None = None

@@ -38,6 +38,7 @@ class Services:
     # Exceptions that mean a backend did not answer (a 503, not a handler bug),
     # each with what to tell the client.
     outages: tuple[tuple[tuple[type[BaseException], ...], str], ...] = ()
+    channel_payload_bytes: int = 1024 * 1024  # realtime.max_payload_bytes
 
     def outage(self, exc: BaseException) -> str | None:
         """What to say when `exc` means a backend is unreachable; None otherwise."""
@@ -87,6 +88,7 @@ async def open_services(config: Config, database: Database, stack: AsyncExitStac
         local_storage=local,
         mailer=mailer(config),
         outages=tuple(outages),
+        channel_payload_bytes=config.realtime.max_payload_bytes,
     )
 
 

@@ -106,6 +106,8 @@ async def serve_forever(
             if scheduler:
                 scheduler.stop()
             stop.set()
+            if front is not None:
+                await front.close()  # realtime sockets told to go elsewhere, presence left
             await asyncio.gather(
                 runner.cleanup() if runner else asyncio.sleep(0),
                 working if working else asyncio.sleep(0),

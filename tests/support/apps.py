@@ -170,4 +170,5 @@ async def serving(
             async with aiohttp.ClientSession() as session:
                 yield Client(session, f"http://{host}:{port}", runtime, front=front)
         finally:
+            await front.close()
             await runner.cleanup()

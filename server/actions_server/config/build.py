@@ -23,6 +23,7 @@ from .model import (
     OrgTables,
     PoolConfig,
     QueueConfig,
+    RealtimeConfig,
     RunsConfig,
     SchedulerConfig,
     ServerConfig,
@@ -69,6 +70,7 @@ def build_config(
         "dashboard",
         "runs",
         "metrics",
+        "realtime",
     }
     return Config(
         app=data["app"],
@@ -102,6 +104,7 @@ def build_config(
         mail=mail_config(data.get("mail", {})),
         queue=QueueConfig(**data.get("queue", {})),
         scheduler=SchedulerConfig(**data.get("scheduler", {})),
+        realtime=RealtimeConfig(**data.get("realtime", {})),
         sections={k: v for k, v in data.items() if k not in typed and isinstance(v, dict)},
         lines=lines,
     )

@@ -52,4 +52,15 @@ def semantic_problems(data: dict[str, Any], doc: SourceDoc, root: Path) -> list[
         problems.append(
             doc.problem(("database", "pool", "min"), "database.pool.min is larger than max")
         )
+    realtime = data.get("realtime", {})
+    if realtime.get("presence_timeout_seconds", 15) <= realtime.get(
+        "presence_heartbeat_seconds", 5
+    ):
+        problems.append(
+            doc.problem(
+                ("realtime", "presence_timeout_seconds"),
+                "realtime.presence_timeout_seconds must be longer than presence_heartbeat_seconds "
+                "(an instance would be declared gone between two of its heartbeats)",
+            )
+        )
     return problems

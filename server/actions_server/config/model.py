@@ -219,6 +219,25 @@ class DashboardConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RealtimeConfig:
+    """WebSocket channels (docs/realtime.md)."""
+
+    enabled: bool = True
+    path: str = "/realtime"
+    max_sockets: int = 800  # per process; past it 503 at the upgrade
+    max_channels_per_socket: int = 100
+    max_message_bytes: int = 65536  # a larger client frame closes the socket (1009)
+    messages_per_second: float = 20.0  # per socket, in bursts of as many
+    heartbeat_timeout_seconds: float = 60.0  # no message from a client for this long: closed
+    max_payload_bytes: int = 1024 * 1024  # of one published payload, as JSON
+    send_buffer_bytes: int = 4 * 1024 * 1024  # unsent to one client; past it the socket is closed
+    retention_minutes: int = 60  # stored messages are pruned after this (hourly)
+    presence_heartbeat_seconds: float = 5.0
+    presence_timeout_seconds: float = 15.0  # an instance silent this long is gone
+    reauthorize_seconds: float = 300.0  # joined channels' guards are checked again; 0: never
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole, validated configuration. Paths are absolute."""
 
@@ -240,6 +259,7 @@ class Config:
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     runs: RunsConfig = field(default_factory=RunsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
     # Sections whose features land later are kept as validated mappings.
     sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     lines: Mapping[JsonPath, int] = field(default_factory=dict, repr=False, compare=False)

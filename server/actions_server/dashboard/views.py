@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("actions_server.dashboard")
 
 STATUSES = ("ok", "rejected", "error")
-TRIGGERS = ("api", "event", "job", "cron", "mcp", "cli")
+TRIGGERS = ("api", "webhook", "mcp", "event", "job", "cron", "cli", "join", "channel")
 JOB_STATES = ("queued", "running", "dead")
 STATS_WINDOW_SECONDS = 3600
 HTML = "text/html; charset=utf-8"

@@ -29,6 +29,7 @@ from ..ids import new_trace_id
 from ..mcp.endpoint import McpEndpoint
 from ..mcp.settings import McpSettings
 from ..queue import store as queue_store
+from ..realtime.hub import Realtime
 from ..receipts import ReceiptKey, fingerprint
 from ..registry import Registry, Route
 from ..request import HttpRequest
@@ -36,6 +37,7 @@ from ..runtime import Runtime
 from ..storage import check_key
 from ..storage.signing import ROUTE as STORAGE_ROUTE
 from ..storage.signing import verify
+from .accesslog import AccessLogger
 from .caller import (
     Network,
     caller_of,
@@ -102,6 +104,15 @@ class HttpFront:
         self.session_cookie = runtime.config.auth.session.cookie
         self.idempotency_ttl = runtime.config.server.idempotency_ttl_seconds
         self.webhook_receipt_ttl = runtime.config.server.webhook_receipt_ttl_seconds
+        self.realtime: Realtime | None = None
+        if runtime.config.realtime.enabled:  # WebSocket channels (docs/realtime.md)
+            self.realtime = Realtime(runtime, self.trusted_proxies)
+            self.builtins[runtime.config.realtime.path] = self.realtime.upgrade
+
+    async def close(self) -> None:
+        """Close what outlives requests (realtime sockets), before the server stops."""
+        if self.realtime is not None:
+            await self.realtime.close()
 
     def use_registry(self, registry: Registry) -> None:
         """Serve `registry` from the next request on (in-flight requests finish on the old one)."""
@@ -114,6 +125,8 @@ class HttpFront:
         if self.mcp is not None:
             self.mcp.use_registry(registry)
         self.runtime.executor.use_registry(registry)
+        if self.realtime is not None:
+            self.realtime.use_registry(registry)
         self.runtime.registry = registry
         self.router, self.needs_client_ip, self.needs_identity = router, with_ip, identity
 
@@ -406,6 +419,7 @@ def create_server(runtime: Runtime, **kwargs: Any) -> tuple[web.Server, HttpFron
     `kwargs` go to aiohttp's request handler (access_log, keepalive_timeout, ...).
     """
     front = HttpFront(runtime)
+    kwargs.setdefault("access_log_class", AccessLogger)  # never logs a ?token=
     config = runtime.config.server
     limits = ConnectionLimits(
         header_timeout_seconds=config.header_timeout_seconds,

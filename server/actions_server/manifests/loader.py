@@ -22,6 +22,7 @@ import jsonschema_rs
 
 from ..config import Config, interpolate
 from ..errors import Problem
+from ..realtime.patterns import PatternError, parse_pattern
 from ..sourcemap import JsonPath, SourceDoc, SourceError, parse_file, schema_errors
 from ..validation import CompiledSchema
 from ..webhooks.verify import VerifySpec, standard_key
@@ -31,6 +32,7 @@ from .imports import ImportProblem, import_callable
 from .model import (
     ActionSpec,
     ApiTrigger,
+    ChannelSpec,
     CronTrigger,
     EventTrigger,
     GuardSpec,
@@ -124,6 +126,8 @@ def _error_root(path: JsonPath) -> str | int:
         return ""
     if path[0] == "actions" and len(path) > 1:
         return path[1]
+    if path[0] == "channels" and len(path) > 1:
+        return f"channels/{path[1]}"
     return path[0]
 
 
@@ -161,14 +165,56 @@ class _ModuleLoader:
             action = self._action(raw, ("actions", index), prefix, module_guards, data["module"])
             if action is not None:
                 actions.append(action)
+        channels = () if "channels" in self.broken else self._channels(data, module_guards)
         module = ModuleSpec(
             name=data["module"],
             description=data.get("description", ""),
             prefix=prefix,
             file=self.doc.file,
             actions=tuple(actions),
+            channels=channels,
         )
         return module, self.problems
+
+    def _channels(
+        self, data: dict[str, Any], module_guards: tuple[GuardSpec, ...]
+    ) -> tuple[ChannelSpec, ...]:
+        """The module's `channels:`; whether `on_message` names an action is the registry's
+        check (the action may live in another file)."""
+        channels = []
+        for index, raw in enumerate(data.get("channels") or []):
+            at: JsonPath = ("channels", index)
+            if f"channels/{index}" in self.broken:
+                continue
+            before = len(self.problems)
+            try:
+                pattern = parse_pattern(raw["name"])
+            except PatternError as exc:
+                self._problem((*at, "name"), f"channels[{index}].name: {exc}")
+                continue
+            guards = module_guards + self._guards(raw.get("guards", []), (*at, "guards"))
+            self._check_guard_order(guards)
+            if any(g.name == "in_org" for g in guards) and "org_id" not in pattern.params:
+                self._problem(
+                    (*at, "name"),
+                    f"channels[{index}]: guard in_org reads the org from the channel name, "
+                    f"which needs a {{org_id}} segment ({pattern} has none)",
+                )
+            if len(self.problems) > before:
+                continue
+            options = {
+                key: raw[key] for key in ("description", "on_message", "presence") if key in raw
+            }
+            channels.append(
+                ChannelSpec(
+                    pattern=pattern,
+                    module=data["module"],
+                    location=self._location(at),
+                    guards=guards,
+                    **options,
+                )
+            )
+        return tuple(channels)
 
     # --- one action ---------------------------------------------------------
 

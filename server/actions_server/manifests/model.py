@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..realtime.patterns import ChannelPattern
 from ..validation import CompiledSchema
 from ..webhooks.verify import VerifySpec
 from .paths import PathTemplate
@@ -164,9 +165,27 @@ class ActionSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelSpec:
+    """A realtime channel as its manifest declares it (`channels:` beside `actions:`)."""
+
+    pattern: ChannelPattern
+    module: str
+    location: Location
+    description: str = ""
+    guards: tuple[GuardSpec, ...] = ()  # the module's first, then the channel's own
+    on_message: str | None = None  # the action a client's message runs
+    presence: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.pattern.text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModuleSpec:
     name: str
     description: str
     prefix: str
     file: str
     actions: tuple[ActionSpec, ...]
+    channels: tuple[ChannelSpec, ...] = ()
