@@ -188,6 +188,19 @@ async def test_an_expired_token_closes_the_socket(client: Client) -> None:
         assert time.monotonic() - started < 5
 
 
+async def test_a_revoked_token_closes_the_socket(client: Client) -> None:
+    from actions_server.auth.revocation import revoke_user
+
+    async with socket(client, token("ann")) as ws:
+        assert (await join(ws, "org:acme:chat"))["status"] == "ok"
+        await asyncio.sleep(1.05)  # iat counts whole seconds: revoke in a later one
+        async with client.runtime.database.pool.connection() as conn:
+            await revoke_user(conn, "ann")
+        message = await ws.receive(timeout=10)
+        assert message.type == aiohttp.WSMsgType.CLOSE
+        assert (message.data, message.extra) == (4001, "token revoked")
+
+
 async def test_unknown_and_malformed(client: Client) -> None:
     async with socket(client) as ws:
         reply = await join(ws, "nothing:here")

@@ -268,8 +268,10 @@ class Realtime:
     # --- background ---------------------------------------------------------------------------
 
     async def _sweep(self) -> None:
-        """Close the sockets whose client went silent or whose token expired."""
+        """Close the sockets whose client went silent or whose token expired or was
+        revoked (`actions-server token revoke`, `ctx.auth.logout`)."""
         timeout = self.config.heartbeat_timeout_seconds
+        revoked = self.verifier.revoked
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             now, wall = time.monotonic(), time.time()
@@ -280,6 +282,8 @@ class Realtime:
                     self._later(self._close(socket, protocol.HEARTBEAT_MISSED, "heartbeat missed"))
                 elif socket.expires_at is not None and wall > socket.expires_at:
                     self._later(self._close(socket, protocol.TOKEN_EXPIRED, "token expired"))
+                elif revoked and revoked.refuses(socket.caller.principal.claims):
+                    self._later(self._close(socket, protocol.TOKEN_EXPIRED, "token revoked"))
 
     async def _close(self, socket: Socket, code: int, reason: str) -> None:
         if socket.closed:
