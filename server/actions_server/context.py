@@ -218,6 +218,11 @@ class Context:
 
         return rewind
 
+    @property
+    def has_pending(self) -> bool:
+        """Whether events or channel messages wait to be written before the commit."""
+        return bool(self._events or self._channels)
+
     async def flush_events(self) -> None:
         """Write the events emitted and channel messages published so far, in the run's
         transaction (before it commits)."""

@@ -38,7 +38,7 @@ from .errors import (
     ValidationFailed,
 )
 from .guards import NOBODY, Caller, Guard, GuardCall, GuardFactory
-from .ids import new_run_id, new_trace_id
+from .ids import new_trace_id
 from .manifests.model import ActionSpec
 from .receipts import ReceiptKey, Stored
 from .redaction import Redactor
@@ -146,7 +146,7 @@ class Executor:
         realtime channel's periodic re-check of a join, which no one asked for).
         """
         run = RunInfo(
-            new_run_id(),
+            None,  # made if the run is stored or a handler reads it
             trace_id or new_trace_id(),
             action.name,
             trigger,
@@ -214,7 +214,8 @@ class Executor:
                     _check_output(action, output, run)
                 if receipt is not None:
                     await keep(ctx, receipt, response, output, body, status)
-            await ctx.flush_events()
+            if ctx.has_pending:
+                await ctx.flush_events()
             if completion is not None and session.used:
                 await completion(session)
                 completed = True

@@ -96,6 +96,9 @@ class HttpFront:
             self.builtins["/metrics"] = self.metrics
         self.metrics_allowed = parse_networks(runtime.config.metrics.allow)
         self.dashboard = Dashboard(runtime) if runtime.config.dashboard.enabled else None
+        self.special_prefixes = (STORAGE_ROUTE,) + (
+            (self.dashboard.prefix,) if self.dashboard is not None else ()
+        )
         self.verifier = runtime.executor.auth.verifier
         self.local_storage = runtime.executor.services.local_storage
         self.trusted_proxies = parse_networks(runtime.config.server.trusted_proxies)
@@ -189,9 +192,11 @@ class HttpFront:
         self, request: web.BaseRequest, path: str, trace_id: str, started: float
     ) -> web.StreamResponse:
         builtin = self.builtins.get(path)
-        if builtin is None and path.startswith(STORAGE_ROUTE) and self.local_storage is not None:
+        # One C-level test keeps the common request (an action's route) off both branches.
+        special = builtin is None and path.startswith(self.special_prefixes)
+        if special and path.startswith(STORAGE_ROUTE) and self.local_storage is not None:
             builtin = self.signed_download
-        if builtin is None and self.dashboard is not None and self.dashboard.owns(path):
+        if special and self.dashboard is not None and self.dashboard.owns(path):
             if request.method not in ("GET", "HEAD", "POST"):
                 return error_response(MethodNotAllowed({"GET", "HEAD", "POST"}), trace_id)
             try:
@@ -250,7 +255,9 @@ class HttpFront:
                     caller=caller,
                     trace_id=trace_id,
                     request=self.describe(request, path, raw),
-                    receipt=self.receipt_for(request, route, caller, path, raw),
+                    receipt=self.receipt_for(request, route, caller, path, raw)
+                    if request.method in UNSAFE
+                    else None,
                     status=route.status,
                 )
                 if result.response is not None and result.response.is_stream:
@@ -260,7 +267,8 @@ class HttpFront:
                 else:
                     response = answer(result, route.status, trace_id)
             finally:
-                close_files(payload)
+                if raw is None and request.body_exists:  # multipart: its temporary files
+                    close_files(payload)
         except ActionError as exc:
             response = error_response(exc, trace_id)
         except Exception as exc:
