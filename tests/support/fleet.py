@@ -106,6 +106,8 @@ async def read(input, ctx):
     return await ctx.db.table("orders").eq("ref", input["ref"]).single() or {}
 
 async def fulfil(input, ctx):
+    if os.environ.get("RIG_HOLD_JOBS"):  # this process holds its jobs until it is killed
+        await asyncio.sleep(3600)
     await ctx.db.table("effects").insert(
         {"ref": input["ref"], "kind": "fulfil", "job_id": int(ctx.run.job_id), "pid": os.getpid()})
 
@@ -203,19 +205,21 @@ class Fleet:
         self.env = {**os.environ, **env}
         self.members: dict[str, Instance] = {}
 
-    def serve(self, name: str, port: int | None = None, *, worker: bool = False) -> Instance:
+    def serve(
+        self, name: str, port: int | None = None, *, worker: bool = False, **env: str
+    ) -> Instance:
         port = port or free_port()
         args = ["serve", str(self.config), "--port", str(port)]
         if not worker:
             args.append("--no-worker")
-        return self._start(name, args, port)
+        return self._start(name, args, port, env)
 
-    def worker(self, name: str) -> Instance:
-        return self._start(name, ["worker", str(self.config)], 0)
+    def worker(self, name: str, **env: str) -> Instance:
+        return self._start(name, ["worker", str(self.config)], 0, env)
 
-    def _start(self, name: str, args: list[str], port: int) -> Instance:
+    def _start(self, name: str, args: list[str], port: int, env: Mapping[str, str]) -> Instance:
         log = self.config.parent / f"{name}.log"
-        served = Served(args, self.config.parent, self.env, log)
+        served = Served(args, self.config.parent, {**self.env, **env}, log)
         self.members[name] = instance = Instance(name, served, port)
         return instance
 
