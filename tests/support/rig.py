@@ -164,27 +164,32 @@ def backend_lines(ports: Sequence[int], template: str) -> str:
 
 
 class HAProxy(Child):
-    """HAProxy round-robin over `ports`, health-checking GET /readyz (deployment.md)."""
+    """HAProxy round-robin over `ports`, health-checking GET /readyz (deployment.md).
+
+    `mode="tcp"` stands for a layer-4 balancer such as a Kubernetes Service: it
+    never retries, and a client's kept-alive connection stays on one instance.
+    """
 
     name = "haproxy"
 
-    def __init__(self, folder: Path, ports: Sequence[int]) -> None:
+    def __init__(self, folder: Path, ports: Sequence[int], *, mode: str = "http") -> None:
         super().__init__(folder)
         servers = backend_lines(ports, "    server app{i} 127.0.0.1:{port} check")
+        if mode == "http":
+            retries = "    retries 3\n    option redispatch 1\n    retry-on conn-failure\n"
+        else:
+            retries = "    retries 0\n"
         (folder / "haproxy.cfg").write_text(
             f"""global
     maxconn 4000
+    stats socket {folder / "haproxy.sock"} mode 600 level admin
 
 defaults
-    mode http
+    mode {mode}
     timeout connect 2s
     timeout client 60s
     timeout server 60s
-    timeout http-keep-alive 10s
-    retries 3
-    option redispatch 1
-    retry-on conn-failure
-
+{retries}
 frontend app
     bind 127.0.0.1:{self.port}
     default_backend app
@@ -200,6 +205,23 @@ backend app
 
     def command(self) -> list[str]:
         return [binary("haproxy"), "-db", "-f", str(self.folder / "haproxy.cfg")]
+
+    def sessions(self) -> dict[str, int]:
+        """Connections each backend server was given so far (`show stat`'s stot)."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(self.folder / "haproxy.sock"))
+            sock.sendall(b"show stat\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        lines = data.decode().splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+        return {
+            row["svname"]: int(row["stot"] or 0)
+            for row in rows
+            if row["pxname"] == "app" and row["svname"].startswith("app")
+        }
 
 
 class Nginx(Child):
