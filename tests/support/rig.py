@@ -143,6 +143,7 @@ default_pool_size = {pool_size}
 max_client_conn = 2000
 server_lifetime = 3600
 query_wait_timeout = 30
+server_login_retry = 1
 ignore_startup_parameters = extra_float_digits
 """
         )
