@@ -5,8 +5,11 @@ Start-up order: config → manifests → database (embedded or URL) → migratio
 migrations once, then starts N processes that each load the manifests and
 serve; the parent forwards SIGTERM/SIGINT and exits when they have.
 
-Shutdown (SIGTERM or SIGINT): stop accepting, let in-flight requests finish
-within `server.shutdown_grace_seconds`, close the pool, exit 0.
+Shutdown (SIGTERM or SIGINT): first, for `server.drain_seconds`, /readyz answers
+503 while requests are still served, each answer closing its connection (a load
+balancer's health checks take the instance out meanwhile); then stop accepting,
+close idle keep-alive connections, let in-flight requests finish within
+`server.shutdown_grace_seconds`, close the pool, exit 0.
 
 With `--reload` (development, one process) a Reloader (reload.py) watches the
 app's files and swaps each valid change into the running HTTP front, executor
@@ -86,7 +89,11 @@ async def serve_forever(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         runner, front = await _start_http(runtime, options) if http else (None, None)
-        worker = Worker(runtime.executor, runtime.database, config.queue, dsn=dsn) if jobs else None
+        worker = (
+            Worker(runtime.executor, runtime.database, config.queue, dsn=runtime.listen_dsn)
+            if jobs
+            else None
+        )
         scheduler = Scheduler(config, registry, runtime.database) if jobs else None
         working = asyncio.create_task(worker.run(stop)) if worker else None
         if scheduler:
@@ -101,6 +108,13 @@ async def serve_forever(
             settle_heap()
         try:
             await stop.wait()
+            if front is not None and config.server.drain_seconds > 0:
+                front.draining = True
+                log.info(
+                    "draining for %gs: /readyz answers 503, requests are still served",
+                    config.server.drain_seconds,
+                )
+                await asyncio.sleep(config.server.drain_seconds)
             log.info("shutting down: finishing in-flight requests and jobs")
         finally:
             if scheduler:

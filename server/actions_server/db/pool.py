@@ -21,6 +21,15 @@ its setting, and empty until used):
   run holds a connection; from the run pool they could wait for each other),
   `/metrics`, the dashboard (DETACHED_POOL_SIZE).
 Readiness has a connection of its own (health.Readiness).
+
+Through a transaction pooler (`database.transaction_pooling`, PgBouncer's
+pool_mode=transaction) consecutive transactions of one client connection may
+run on different server connections, and a server connection passes from one
+client to another: nothing may rely on session state. So psycopg never prepares
+statements on the server (`prepare_threshold=None`), the statement timeout is
+sent as `SET LOCAL` with each run's BEGIN rather than as a startup option (which
+PgBouncer refuses), and runs set their role and settings only transaction-locally
+(db/session.py).
 """
 
 from __future__ import annotations
@@ -109,9 +118,11 @@ class Database:
         acquire_timeout: float = 5.0,
         statement_timeout: float | None = None,
         name: str = "actions-server",
+        transaction_pooling: bool = False,
     ) -> None:
         self.dsn = dsn
         self.name = name
+        self.transaction_pooling = transaction_pooling
         self.acquire_timeout = acquire_timeout
         self.options: dict[str, Any] = {
             # Bound the ways a network can hang a connection (ignored on Unix sockets):
@@ -123,8 +134,15 @@ class Database:
             "keepalives_count": 3,
             "tcp_user_timeout": 30_000,
         }
+        # Statements a transactional run sends after BEGIN, before its own setup.
+        self.run_setup: tuple[Statement, ...] = ()
         run_options = dict(self.options)
-        if statement_timeout is not None:
+        if transaction_pooling:
+            self.options["prepare_threshold"] = None
+            run_options["prepare_threshold"] = None
+            if statement_timeout is not None:
+                self.run_setup = (timeout_statement(statement_timeout),)
+        elif statement_timeout is not None:
             run_options["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
         self._run_options = run_options
         self.breaker = Breaker(dsn, self.options)
@@ -222,7 +240,7 @@ class Database:
         BEGIN and the setup statements (role, settings) go out in one pipeline:
         one round trip. `jobs`: from the worker's pool, when it has one.
         """
-        first: list[Statement] = [(_BEGIN, None)] if begin else []
+        first: list[Statement] = [(_BEGIN, None), *self.run_setup] if begin else []
         first += setup
         return await self._acquire(self.run_pool(jobs=jobs), first or [(_PING, None)])
 
@@ -237,7 +255,7 @@ class Database:
         for _ in range(pool.max_size + 1):
             conn = await self._getconn(pool, wait)
             try:
-                await self._within(wait, self._send(conn, first), conn, pool)
+                await self._within(wait, send(conn, first), conn, pool)
             except _Stalled:
                 self.mark_down(f"no answer to the first statement within {wait:g}s")
                 raise DatabaseUnavailable() from None
@@ -271,7 +289,7 @@ class Database:
         """
         pool = self.run_pool(jobs=jobs)
         wait = self.acquire_timeout
-        statements = [(_BEGIN, None), *setup]
+        statements = [(_BEGIN, None), *self.run_setup, *setup]
         for _ in range(pool.max_size + 1):
             conn = await self._getconn(pool, wait)
             try:
@@ -364,15 +382,6 @@ class Database:
             self._woken.add(task)
             task.cancel()
 
-    @staticmethod
-    async def _send(conn: Connection, statements: Sequence[Statement]) -> None:
-        if len(statements) == 1:
-            await conn.execute(*statements[0])
-            return
-        async with conn.pipeline():
-            for statement, params in statements:
-                await conn.execute(statement, params)
-
     async def _within(
         self,
         seconds: float,
@@ -431,6 +440,24 @@ class Database:
         """Whether the database answers within `within` seconds, on readiness's own
         connection: a pool that is busy working is ready."""
         return await self.readiness.check(within)
+
+
+async def send(conn: Connection, statements: Sequence[Statement]) -> None:
+    """Run `statements` in one round trip (a pipeline when there are several)."""
+    if len(statements) == 1:
+        await conn.execute(*statements[0])
+        return
+    async with conn.pipeline():
+        for statement, params in statements:
+            await conn.execute(statement, params)
+
+
+def timeout_statement(seconds: float) -> Statement:
+    """`SET LOCAL statement_timeout`, as a statement that takes its value as a parameter."""
+    return (
+        sql.SQL("SELECT set_config('statement_timeout', %s, true)"),
+        (str(int(seconds * 1000)),),
+    )
 
 
 def describe_dsn(dsn: str) -> str:

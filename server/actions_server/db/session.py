@@ -6,6 +6,12 @@ that never touches the database pays no round trip. In a transactional run
 when the handler returned and rolls it back when it raised. Everything the run
 writes through `ctx.db` (and, later, its events and jobs) shares that one
 transaction. `transaction()` nests a savepoint inside it.
+
+A run's role and settings (`set_local`) last as long as its transaction. A run
+without one (`transaction: false`) sets them for the session and resets them
+before the connection goes back, except through a transaction pooler, where a
+session is not the run's to keep: there each of its own statements runs in a
+short transaction that sets them locally first.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from ..errors import ActionsServerError
-from .pool import Connection, Cursor, Database, FirstStatementFailed, Statement
+from .pool import Connection, Cursor, Database, FirstStatementFailed, Statement, send
 from .query import Order, Query, QueryError
 
 Row = dict[str, Any]
@@ -42,6 +48,7 @@ class DbSession:
         "_savepoint_marks",
         "_session_level",
         "_transactional",
+        "_wrapped",
     )
 
     def __init__(
@@ -55,6 +62,8 @@ class DbSession:
         self._database = database
         self._jobs = jobs  # a worker's run: connections come from the jobs pool
         self._transactional = transactional
+        # Through a transaction pooler, a run without a transaction wraps its statements.
+        self._wrapped = database.transaction_pooling and not transactional
         self._role = role
         self._conn: Connection | None = None
         self._pending: dict[str, str] = {}
@@ -97,6 +106,8 @@ class DbSession:
         return conn
 
     def _setup(self, *, first: bool) -> list[Statement]:
+        if self._wrapped:
+            return []  # sent by _local_setup inside each statement's own transaction
         statements: list[Statement] = []
         local = self._transactional
         if first and self._role:
@@ -114,6 +125,22 @@ class DbSession:
             statements.append((sql.SQL("SELECT ") + calls, params))
             self._pending = {}
         return statements
+
+    def _local_setup(self) -> list[Statement]:
+        """The run's role and settings for one transaction (a wrapped run's statement)."""
+        statements: list[Statement] = list(self._database.run_setup)
+        if self._role:
+            statements.append(
+                (sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(self._role)), None)
+            )
+        if self._pending:
+            calls = sql.SQL(", ").join(sql.SQL("set_config(%s, %s, true)") for _ in self._pending)
+            params = [part for item in self._pending.items() for part in item]
+            statements.append((sql.SQL("SELECT ") + calls, params))
+        return statements
+
+    def _needs_wrapping(self, conn: Connection) -> bool:
+        return self._wrapped and conn.info.transaction_status == TransactionStatus.IDLE
 
     async def finish(self, *, commit: bool) -> None:
         """End the run: commit or roll back its transaction and give the connection back."""
@@ -175,8 +202,11 @@ class DbSession:
         """A savepoint inside the run's transaction: rolled back alone if the block raises."""
         conn = await self.connection()
         undo = [mark() for mark in self._savepoint_marks]
+        setup = self._local_setup() if self._needs_wrapping(conn) else []
         try:
             async with conn.transaction():
+                if setup:  # the run's settings, for this transaction
+                    await send(conn, setup)
                 yield
         except BaseException:
             for step in reversed(undo):
@@ -191,6 +221,13 @@ class DbSession:
             if cursor is not None:
                 return await cursor.fetchall() if cursor.description is not None else []
         conn = await self.connection()
+        if self._needs_wrapping(conn):
+            async with conn.transaction():
+                setup = self._local_setup()
+                if setup:
+                    await send(conn, setup)
+                cursor = await conn.execute(query, params)
+                return await cursor.fetchall() if cursor.description is not None else []
         cursor = await conn.execute(query, params)
         return await cursor.fetchall() if cursor.description is not None else []
 

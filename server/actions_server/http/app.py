@@ -107,6 +107,9 @@ class HttpFront:
         self.session_cookie = runtime.config.auth.session.cookie
         self.idempotency_ttl = runtime.config.server.idempotency_ttl_seconds
         self.webhook_receipt_ttl = runtime.config.server.webhook_receipt_ttl_seconds
+        # SIGTERM with server.drain_seconds: /readyz says 503 and every answer closes
+        # its connection, so a load balancer moves away before the server stops.
+        self.draining = False
         self.realtime: Realtime | None = None
         if runtime.config.realtime.enabled:  # WebSocket channels (docs/realtime.md)
             self.realtime = Realtime(runtime, self.trusted_proxies)
@@ -141,7 +144,10 @@ class HttpFront:
         path = normalize_path(request.rel_url.raw_path)
         cors = self.cors
         if cors is None:
-            return await self.dispatch(request, path, trace_id, started)
+            response = await self.dispatch(request, path, trace_id, started)
+            if self.draining:
+                response.force_close()
+            return response
         # CORS is outermost: a preflight is answered before routing and guards, and
         # every answer (errors included) carries the headers the origin is allowed.
         origin = request.headers.get("Origin")
@@ -157,6 +163,8 @@ class HttpFront:
         if not response.prepared:  # a stream was sent with them already
             for name, value in extra.items():
                 response.headers.setdefault(name, value)
+        if self.draining:
+            response.force_close()
         return response
 
     def preflight(
@@ -371,6 +379,8 @@ class HttpFront:
         return json_response({"status": "ok"}, 200, trace_id)
 
     async def readyz(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
+        if self.draining:
+            return json_response({"status": "draining"}, 503, trace_id)
         if await self.runtime.database.ready():
             return json_response({"status": "ready"}, 200, trace_id)
         return json_response({"status": "database unavailable"}, 503, trace_id)
