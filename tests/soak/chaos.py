@@ -202,6 +202,11 @@ def account(rig: Rig, soak: Soak, tally: Tally) -> None:
     )
     ticks = query(direct, "SELECT fire_time, count(*) AS n FROM ticks GROUP BY 1 ORDER BY 1")
     doubled_ticks = [str(t["fire_time"]) for t in ticks if t["n"] > 1]
+    unrun = query(
+        direct,
+        "SELECT c.fire_time FROM actions_server.cron_ticks c WHERE c.action = 'rig.tick'"
+        " AND c.fire_time < now() - interval '10 seconds' AND NOT EXISTS (SELECT FROM ticks t WHERE t.fire_time = c.fire_time) LIMIT 5",
+    )
     span = (ticks[-1]["fire_time"] - ticks[0]["fire_time"]).total_seconds() + 1 if ticks else 0
     soak.figures.update(
         requests=dict(tally.sent),
@@ -225,6 +230,8 @@ def account(rig: Rig, soak: Soak, tally: Tally) -> None:
         soak.problems.append(f"jobs not done at the end: {statuses}")
     if doubled_ticks:
         soak.problems.append(f"cron ticks that ran twice: {doubled_ticks[:5]}")
+    if unrun:
+        soak.problems.append(f"cron ticks enqueued and never run: {unrun}")
     if not tally.acknowledged:
         soak.problems.append("no write was acknowledged: the load never got through")
 

@@ -154,6 +154,7 @@ def write_rig_app(
     concurrency: int = 8,
     poll_seconds: float = 5,
     statement_timeout: float = 30,
+    runs: bool = False,
 ) -> Path:
     """The rig's app under `folder`; DATABASE_URL (through PgBouncer) and LISTEN_URL
     (direct) come from the environment of each process."""
@@ -179,7 +180,7 @@ def write_rig_app(
             f" poll_interval_seconds: {poll_seconds},"
             " shutdown_grace_seconds: 5}\n"
             f"kv: {kv}\n"
-            "runs: {enabled: false}\n"
+            f"runs: {{enabled: {str(runs).lower()}, sample_rate: 1}}\n"
             "dashboard: {enabled: false}\n"
         ),
     )
