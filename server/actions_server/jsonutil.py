@@ -51,6 +51,12 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_default)
 
 
+def dumps_for_db(value: Any) -> bytes:
+    """JSON for a jsonb column: as `dumps`, and non-string keys become strings, as the
+    standard library (psycopg's default) makes them."""
+    return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
 def dumps_pretty(value: Any) -> str:
     return orjson.dumps(value, default=_default, option=orjson.OPT_INDENT_2).decode()
 

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from . import loops
 from .auth import Auth
-from .auth.revocation import stop as stop_refreshing
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
 from .db.embedded import start_embedded
@@ -81,7 +81,7 @@ async def open_runtime(
             ids = await id_formats(conn, config.auth.orgs)
             await auth.revoked.refresh(conn)  # a token revoked before a restart stays refused
         refreshing = auth.revoked.start(database.detached)
-        stack.push_async_callback(stop_refreshing, refreshing)
+        stack.push_async_callback(loops.stop, refreshing)
         guards = GuardFactory(
             services.detached_kv, config.auth.orgs, config.root, ids=ids, clock=clock
         )

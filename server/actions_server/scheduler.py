@@ -30,6 +30,7 @@ from .config import Config
 from .db.pool import OUTAGE_ERRORS as DB_ERRORS
 from .db.pool import Connection, Database
 from .ids import new_trace_id
+from .loops import pause
 from .maintenance import MAINTENANCE_CRON, MAINTENANCE_TICK, run_maintenance
 from .manifests.cron import parse_cron, pins_hour, repeats_wall_time
 from .queue import store
@@ -137,14 +138,14 @@ class Scheduler:
             return
         name = cron.action if cron is not None else job_id
         grace = datetime.timedelta(seconds=self.config.scheduler.misfire_grace_seconds)
-        pause = 0.5
+        wait = 0.5
         while True:
             try:
                 await self._enqueue(name, fire_time)
                 return
             except Exception as exc:
                 late = datetime.datetime.now(datetime.UTC) - fire_time
-                if late + datetime.timedelta(seconds=pause) > grace:
+                if late + datetime.timedelta(seconds=wait) > grace:
                     log.error(
                         "cannot enqueue the %s tick of %s: %s", fire_time.isoformat(), name, exc
                     )
@@ -152,8 +153,8 @@ class Scheduler:
                     return
                 if not isinstance(exc, DB_ERRORS):
                     log.exception("cron tick of %s failed; trying again", name)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
+                await pause(wait)
+                wait = min(wait * 2, 5.0)
 
     async def _enqueue(self, name: str, fire_time: datetime.datetime) -> None:
         async with self.database.control() as conn:

@@ -12,7 +12,6 @@ indexed query a second or two per instance.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ..db.pool import Connection
+from ..loops import pause
 
 log = logging.getLogger("actions_server.auth")
 
@@ -107,7 +107,7 @@ class RevocationList:
                     await self.refresh(conn)
             except Exception as exc:  # the database is down: tokens stay as last known
                 log.debug("cannot refresh revoked tokens: %s", exc)
-            await asyncio.sleep(REFRESH_SECONDS)
+            await pause(REFRESH_SECONDS)
 
     def start(
         self, connection: Callable[[], AbstractAsyncContextManager[Connection]]
@@ -115,9 +115,3 @@ class RevocationList:
         return asyncio.get_running_loop().create_task(
             self.keep_fresh(connection), name="revocations"
         )
-
-
-async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..manifests.cron import parse_cron
 from ..manifests.model import ApiTrigger, EventTrigger, McpTrigger, Trigger, WebhookTrigger
 from ..queue import store as queue_store
 from . import queries
-from .access import DashboardAccess, from_elsewhere
+from .access import DashboardAccess, from_elsewhere, from_loopback
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -70,9 +71,12 @@ def _when(value: datetime.datetime | None) -> str:
 
 
 class Dashboard:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, open_on_loopback: bool = False) -> None:
         self.runtime = runtime
         self.access = DashboardAccess(runtime.config, runtime.executor.auth)
+        # `actions-server dev`: a browser on this machine needs no token. The session's
+        # "token" is then a random string of this process, used only to sign CSRF tokens.
+        self.local_session = secrets.token_urlsafe(32) if open_on_loopback else None
         self.prefix = self.access.path
         self.templates = _environment()
         self.pages: dict[tuple[str, str], Page] = {
@@ -103,7 +107,9 @@ class Dashboard:
             return response
         token = self.access.token_of(request)
         auth, problem = self.access.check(token)
-        if auth is None or token is None:
+        if (auth is None or token is None) and self.local_session and from_loopback(request):
+            token = self.local_session
+        elif auth is None or token is None:
             return self.render("login.html.j2", {"problem": problem}, status=401, session=None)
         page = self.pages.get((method, parts[0] if parts else ""))
         if page is None:

@@ -25,6 +25,8 @@ from typing import Any
 
 import psycopg
 
+from ..loops import pause
+
 log = logging.getLogger("actions_server.db")
 
 # Between the prober's attempts while the database is down. No backoff: an attempt
@@ -108,7 +110,7 @@ class Breaker:
 
     async def _probe(self) -> None:
         while self._down_since is not None:
-            await asyncio.sleep(PROBE_INTERVAL_SECONDS)
+            await pause(PROBE_INTERVAL_SECONDS)
             if await answers(self._dsn, self._options, PROBE_TIMEOUT_SECONDS):
                 self.close()
                 return

@@ -45,15 +45,18 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import JsonbDumper
+from psycopg.types.json import Jsonb, JsonbBinaryDumper, JsonbDumper
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import DatabaseUnavailable, ServerBusy
-from .health import Breaker, Readiness
+from ..jsonutil import dumps_for_db
+from .health import Breaker, Readiness, answers
 
 log = logging.getLogger("actions_server.db")
 
 Connection = psycopg.AsyncConnection[dict[str, Any]]
+Cursor = psycopg.AsyncCursor[dict[str, Any]]
+Query = str | sql.Composed | sql.SQL
 Statement = tuple[sql.SQL | sql.Composed, Sequence[Any] | None]
 _BEGIN = sql.SQL("BEGIN")
 _PING = sql.SQL("SELECT 1")
@@ -69,13 +72,38 @@ DETACHED_POOL_SIZE = 4
 RECONNECT_TIMEOUT_SECONDS = 0.0
 
 
+class _JsonbDumper(JsonbDumper):
+    """JSON written by orjson: several times faster than the standard library's, and
+    the encoder of every other JSON the server writes."""
+
+    _dumps = staticmethod(dumps_for_db)
+
+
+class _JsonbBinaryDumper(JsonbBinaryDumper):
+    """The same in binary format, the one used when either may be: an array of them (a
+    bulk push or emit) then needs no quoting and escaping of each element."""
+
+    _dumps = staticmethod(dumps_for_db)
+
+
 async def _configure(conn: Connection) -> None:
     """Every pooled connection stores a dict as JSON (a list stays an array, for ANY())."""
-    conn.adapters.register_dumper(dict, JsonbDumper)
+    for python_type in (dict, Jsonb):
+        conn.adapters.register_dumper(python_type, _JsonbDumper)
+        conn.adapters.register_dumper(python_type, _JsonbBinaryDumper)  # the last: the default
 
 
 class _Stalled(Exception):
     """The database accepted the work but did not answer in time."""
+
+
+class FirstStatementFailed(Exception):
+    """The run's first statement failed (`acquire_with`); the connection is the run's."""
+
+    def __init__(self, conn: Connection, error: psycopg.Error) -> None:
+        super().__init__(str(error))
+        self.conn = conn
+        self.error = error
 
 
 class Database:
@@ -242,6 +270,84 @@ class Database:
         self.mark_down("every pooled connection was broken")
         raise DatabaseUnavailable()
 
+    async def acquire_with(
+        self,
+        setup: Sequence[Statement],
+        query: Query,
+        params: Any,
+        *,
+        jobs: bool = False,
+    ) -> tuple[Connection, Cursor]:
+        """A pooled connection on which BEGIN, `setup` and the run's first statement
+        went out in one pipeline: one round trip where acquire-then-execute costs two.
+
+        Only for transactional runs: BEGIN leads, so a connection found broken has
+        committed nothing and the next one is tried. An error of the statement itself
+        is raised as FirstStatementFailed, carrying the connection (the run's now, to
+        roll back). A statement still running after the acquire timeout is told
+        from a frozen server by asking the server on a new connection.
+        """
+        pool = self.run_pool(jobs=jobs)
+        wait = self.acquire_timeout
+        statements = [(_BEGIN, None), *self.run_setup, *setup]
+        for _ in range(pool.max_size + 1):
+            conn = await self._getconn(pool, wait)
+            try:
+                cursor = await self._patiently(
+                    wait, self._pipeline(conn, statements, query, params), conn, pool
+                )
+            except _Stalled:
+                self.mark_down(f"no answer to the first statement within {wait:g}s")
+                raise DatabaseUnavailable() from None
+            except psycopg.OperationalError as exc:
+                if conn.broken or conn.closed:
+                    await self.release(conn, pool)  # the pool discards a broken connection
+                    continue
+                raise FirstStatementFailed(conn, exc) from exc
+            except psycopg.Error as exc:
+                raise FirstStatementFailed(conn, exc) from exc
+            except BaseException:
+                await self.release(conn, pool)
+                raise
+            self.mark_up()
+            return conn, cursor
+        self.mark_down("every pooled connection was broken")
+        raise DatabaseUnavailable()
+
+    @staticmethod
+    async def _pipeline(
+        conn: Connection, statements: Sequence[Statement], query: Query, params: Any
+    ) -> Cursor:
+        async with conn.pipeline():
+            for statement, values in statements:
+                await conn.execute(statement, values)
+            cursor = await conn.execute(query, params)
+        return cursor
+
+    async def _patiently(
+        self,
+        seconds: float,
+        work: Awaitable[Cursor],
+        conn: Connection,
+        pool: AsyncConnectionPool[Connection],
+    ) -> Cursor:
+        """Await `work`; past `seconds`, and every `seconds` after, ask the server on a
+        new connection whether it answers: a slow statement is waited for, a frozen
+        server abandoned (as `_within` does)."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait((task,), timeout=seconds)
+                if done:
+                    return task.result()
+                if not await answers(self.dsn, self.options, min(seconds, 2.0)):
+                    self._abandon(task, conn, pool)
+                    raise _Stalled()
+        except asyncio.CancelledError:
+            if not task.done():
+                self._abandon(task, conn, pool)
+            raise
+
     async def _getconn(self, pool: AsyncConnectionPool[Connection], wait: float) -> Connection:
         """A connection from `pool`; 503 as soon as the breaker opens while waiting,
         ServerBusy when every connection is in use for the whole wait."""
@@ -304,11 +410,11 @@ class Database:
         raise _Stalled()
 
     def _abandon(
-        self, task: asyncio.Future[None], conn: Connection, pool: AsyncConnectionPool[Connection]
+        self, task: asyncio.Future[Any], conn: Connection, pool: AsyncConnectionPool[Connection]
     ) -> None:
         task.cancel()
 
-        def release(finished: asyncio.Future[None]) -> None:
+        def release(finished: asyncio.Future[Any]) -> None:
             if not finished.cancelled():
                 finished.exception()  # retrieved: a broken connection is expected here
             returning = asyncio.ensure_future(self.release(conn, pool))

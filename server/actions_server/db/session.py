@@ -25,7 +25,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from ..errors import ActionsServerError
-from .pool import Connection, Database, Statement, send
+from .pool import Connection, Cursor, Database, FirstStatementFailed, Statement, send
 from .query import Order, Query, QueryError
 
 Row = dict[str, Any]
@@ -187,19 +187,7 @@ class DbSession:
         if args and kwargs:
             raise QueryError("raw() takes positional or named parameters, not both")
         # raw() exists to run the handler author's own SQL text; values stay parameters.
-        return await self._run(query, kwargs or args or None)
-
-    async def _run(self, query: Any, params: Any) -> list[Row]:
-        conn = await self.connection()
-        if self._needs_wrapping(conn):
-            async with conn.transaction():
-                setup = self._local_setup()
-                if setup:
-                    await send(conn, setup)
-                cursor = await conn.execute(query, params)
-                return await cursor.fetchall() if cursor.description is not None else []
-        cursor = await conn.execute(query, params)
-        return await cursor.fetchall() if cursor.description is not None else []
+        return await self.execute(query, kwargs or args or None)
 
     def on_savepoint(self, mark: Callable[[], Callable[[], None]]) -> None:
         """Have `mark()` called as each savepoint opens; its result undoes, should it roll back.
@@ -225,8 +213,41 @@ class DbSession:
                 step()
             raise
 
-    async def execute(self, query: sql.Composed, params: Sequence[Any]) -> list[Row]:
-        return await self._run(query, params)
+    async def execute(self, query: sql.Composed | str, params: Any) -> list[Row]:
+        """Run one statement of the run; the first one of a transactional run goes out
+        with BEGIN and the settings, in one round trip."""
+        if self._conn is None and self._transactional:
+            cursor = await self._first(query, params)
+            if cursor is not None:
+                return await cursor.fetchall() if cursor.description is not None else []
+        conn = await self.connection()
+        if self._needs_wrapping(conn):
+            async with conn.transaction():
+                setup = self._local_setup()
+                if setup:
+                    await send(conn, setup)
+                cursor = await conn.execute(query, params)
+                return await cursor.fetchall() if cursor.description is not None else []
+        cursor = await conn.execute(query, params)
+        return await cursor.fetchall() if cursor.description is not None else []
+
+    async def _first(self, query: sql.Composed | str, params: Any) -> Cursor | None:
+        """Open the run's transaction with `query`; None when another statement of the
+        run (a gather()) opened it first."""
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._conn is not None:
+                return None
+            try:
+                conn, cursor = await self._database.acquire_with(
+                    self._setup(first=True), query, params, jobs=self._jobs
+                )
+            except FirstStatementFailed as failed:
+                self._conn = failed.conn  # finish() rolls it back and gives it back
+                raise failed.error from None
+            self._conn = conn
+            return cursor
 
 
 class TableQuery:

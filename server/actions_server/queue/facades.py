@@ -12,12 +12,15 @@ and its principal, under which the action it reaches will run.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Generator, Mapping
+from collections import Counter
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
 from ..errors import ActionsServerError
 from ..jsonutil import dumps
+from ..manifests.model import ActionSpec
 from ..registry import Registry
 from . import store
 
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
     from ..scope import RunScope
 
 JOB_PREFIX = "job."
+# Rows per INSERT of a bulk push or emit: big enough that a statement's round trip
+# is noise, small enough that one statement's arrays stay a few megabytes.
+BULK_ROWS = 5000
 UNIQUE_RACE_TRIES = 3
 
 
@@ -72,37 +78,33 @@ class EventBuffer:
         return rewind
 
     async def flush(self, ctx: RunScope, registry: Registry) -> None:
+        """Write the events and their deliveries: a few statements however many there are."""
         events, self._events = self._events, []
         if not events:
             return
         conn = await ctx.db.connection()
         principal = ctx.auth.as_principal().to_json()
-        for name, payload in events:
-            event_id = await store.record_event(
+        names = {name for name, _ in events}
+        subscriptions = [
+            store.Subscription(name, action.name, action.retry.attempts)
+            for name in sorted(names)
+            for action in registry.subscriptions.get(name, ())
+        ]
+        for start in range(0, len(events), BULK_ROWS):
+            chunk = events[start : start + BULK_ROWS]
+            await store.record_events(
                 conn,
-                name,
-                payload,
+                chunk,
+                subscriptions,
                 trace_id=ctx.run.trace_id,
                 parent_run_id=ctx.run.id,
                 principal=principal,
             )
-            deliveries = [
-                store.NewJob(
-                    kind="event",
-                    name=name,
-                    action=action.name,
-                    payload=payload,
-                    max_attempts=action.retry.attempts,
-                    event_id=event_id,
-                    trace_id=ctx.run.trace_id,
-                    parent_run_id=ctx.run.id,
-                    principal=principal,
-                )
-                for action in registry.subscriptions.get(name, ())
-            ]
-            await store.enqueue(conn, deliveries)
-            if deliveries:
-                metrics.count_event_deliveries(name, len(deliveries))
+        counts = Counter(name for name, _ in events)
+        for name in names:
+            subscribers = len(registry.subscriptions.get(name, ()))
+            if subscribers:
+                metrics.count_event_deliveries(name, counts[name] * subscribers)
 
 
 class Events:
@@ -115,13 +117,20 @@ class Events:
 
     def emit(self, name: str, payload: Any = None) -> Emitted:
         """Record event `name`; every action subscribed with `event: name` gets it once."""
-        if not isinstance(name, str) or not name:
-            raise QueueError("an event needs a name")
-        if name.startswith(JOB_PREFIX):
-            raise QueueError(f"{name!r}: names starting with 'job.' are jobs; use ctx.queue.push")
+        _check_event_name(name)
         payload = {} if payload is None else payload
         _check_json(name, payload)
         self._buffer.add(name, payload)
+        return Emitted(name)
+
+    def emit_many(self, name: str, payloads: Iterable[Any]) -> Emitted:
+        """Record one event `name` per payload, written together before the run commits."""
+        _check_event_name(name)
+        checked = [{} if payload is None else payload for payload in payloads]
+        for payload in checked:  # all or none: a bad payload buffers nothing
+            _check_json(name, payload)
+        for payload in checked:
+            self._buffer.add(name, payload)
         return Emitted(name)
 
 
@@ -151,6 +160,58 @@ class Queue:
         is returned. With `unique_key`, a job is not queued while an unfinished
         one holds the key: the id is that job's.
         """
+        plan = self._plan(name, delay, run_at, max_attempts)
+        payload = {} if payload is None else payload
+        _check_json(name, payload)
+        jobs = plan.jobs(payload, priority, unique_key)
+        conn = await self._ctx.db.connection()
+        keys = [j.unique_key for j in jobs if j.unique_key]
+        for _ in range(UNIQUE_RACE_TRIES):
+            ids = await store.enqueue(conn, jobs)
+            if ids:
+                return ids[0]
+            held = await store.existing(conn, keys)
+            if held:
+                return min(held.values())
+            # The holder finished between the insert and the lookup: the key is free now.
+        raise QueueError(f"{name!r}: unique_key {unique_key!r} is contended; try again")
+
+    async def push_many(
+        self,
+        name: str,
+        payloads: Iterable[Any],
+        *,
+        delay: float | datetime.timedelta | None = None,
+        run_at: datetime.datetime | None = None,
+        priority: int = 0,
+        max_attempts: int | None = None,
+    ) -> list[int]:
+        """Queue one job `name` per payload, in the run's transaction, a few statements
+        for any number; their ids in the order of `payloads` (with several actions
+        handling the job, the first action's). No `unique_key`: push those one by one.
+        """
+        plan = self._plan(name, delay, run_at, max_attempts)
+        checked = [{} if payload is None else payload for payload in payloads]
+        for payload in checked:
+            _check_json(name, payload)
+        templates = plan.jobs(None, priority, None)
+        conn = await self._ctx.db.connection()
+        ids: list[int] = []
+        for start in range(0, len(checked), BULK_ROWS):
+            chunk = checked[start : start + BULK_ROWS]
+            for n, template in enumerate(templates):  # the first action's ids are returned
+                queued = await store.enqueue_payloads(conn, template, chunk)
+                if n == 0:
+                    ids.extend(queued)
+        return ids
+
+    def _plan(
+        self,
+        name: str,
+        delay: float | datetime.timedelta | None,
+        run_at: datetime.datetime | None,
+        max_attempts: int | None,
+    ) -> _JobPlan:
         actions = self._registry.subscriptions.get(JOB_PREFIX + name, ())
         if not actions:
             raise QueueError(
@@ -163,44 +224,63 @@ class Queue:
         if max_attempts is not None and max_attempts < 1:
             raise QueueError("max_attempts must be at least 1")
         seconds = delay.total_seconds() if isinstance(delay, datetime.timedelta) else delay
-        payload = {} if payload is None else payload
-        _check_json(name, payload)
         ctx = self._ctx
-        principal = ctx.auth.as_principal().to_json()
-        jobs = [
+        return _JobPlan(
+            name=name,
+            actions=actions,
+            delay_seconds=seconds,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            trace_id=ctx.run.trace_id,
+            parent_run_id=ctx.run.id,
+            principal=ctx.auth.as_principal().to_json(),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _JobPlan:
+    """What every job of one push shares."""
+
+    name: str
+    actions: Sequence[ActionSpec]
+    delay_seconds: float | None
+    run_at: datetime.datetime | None
+    max_attempts: int | None
+    trace_id: str | None
+    parent_run_id: str | None
+    principal: Mapping[str, Any]
+
+    def jobs(self, payload: Any, priority: int, unique_key: str | None) -> list[store.NewJob]:
+        """One job per action handling it (a shared key made per action)."""
+        single = len(self.actions) == 1
+        return [
             store.NewJob(
                 kind="job",
-                name=name,
+                name=self.name,
                 action=action.name,
                 payload=payload,
-                max_attempts=max_attempts or action.retry.attempts,
+                max_attempts=self.max_attempts or action.retry.attempts,
                 priority=priority,
-                delay_seconds=seconds,
-                run_at=run_at,
-                unique_key=unique_key
-                if len(actions) == 1
-                else _per_action(unique_key, action.name),
-                trace_id=ctx.run.trace_id,
-                parent_run_id=ctx.run.id,
-                principal=principal,
+                delay_seconds=self.delay_seconds,
+                run_at=self.run_at,
+                unique_key=unique_key if single else _per_action(unique_key, action.name),
+                trace_id=self.trace_id,
+                parent_run_id=self.parent_run_id,
+                principal=self.principal,
             )
-            for action in actions
+            for action in self.actions
         ]
-        conn = await ctx.db.connection()
-        keys = [j.unique_key for j in jobs if j.unique_key]
-        for _ in range(UNIQUE_RACE_TRIES):
-            ids = await store.enqueue(conn, jobs)
-            if ids:
-                return ids[0]
-            held = await store.existing(conn, keys)
-            if held:
-                return min(held.values())
-            # The holder finished between the insert and the lookup: the key is free now.
-        raise QueueError(f"{name!r}: unique_key {unique_key!r} is contended; try again")
 
 
 def _per_action(unique_key: str | None, action: str) -> str | None:
     return None if unique_key is None else f"{unique_key}|{action}"
+
+
+def _check_event_name(name: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise QueueError("an event needs a name")
+    if name.startswith(JOB_PREFIX):
+        raise QueueError(f"{name!r}: names starting with 'job.' are jobs; use ctx.queue.push")
 
 
 def _check_json(name: str, payload: Any) -> None:

@@ -6,10 +6,10 @@
 -- name: enqueue
 WITH new AS (
     SELECT * FROM unnest(
-        %(kind)s::text[], %(name)s::text[], %(action)s::text[], %(payload)s::jsonb[],
+        %(kind)s::text[], %(name)s::text[], %(action)s::text[], %(payload)b::jsonb[],
         %(priority)s::smallint[], %(delay)s::float8[], %(run_at)s::timestamptz[],
         %(max_attempts)s::int[], %(unique_key)s::text[], %(event_id)s::bigint[],
-        %(trace_id)s::text[], %(parent_run_id)s::text[], %(principal)s::jsonb[]
+        %(trace_id)s::text[], %(parent_run_id)s::text[], %(principal)b::jsonb[]
     ) WITH ORDINALITY AS n(kind, name, action, payload, priority, delay, run_at, max_attempts,
                            unique_key, event_id, trace_id, parent_run_id, principal, position)
 ), inserted AS (
@@ -23,7 +23,23 @@ WITH new AS (
     DO NOTHING
     RETURNING j.id, j.unique_key
 )
-SELECT id, unique_key, pg_notify('actions_server_jobs', '') FROM inserted;
+-- An uncorrelated sub-select runs once (an InitPlan): one NOTIFY however many rows.
+SELECT id, unique_key, (SELECT pg_notify('actions_server_jobs', '')) FROM inserted;
+
+-- name: enqueue_payloads
+-- Many jobs alike but for their payload (push_many): the shared values go once.
+WITH inserted AS (
+    INSERT INTO actions_server.jobs AS j (kind, name, action, payload, priority, run_at,
+        max_attempts, trace_id, parent_run_id, principal)
+    SELECT %(kind)s, %(name)s, %(action)s, payload, %(priority)s,
+           coalesce(%(run_at)s::timestamptz,
+                    now() + make_interval(secs => coalesce(%(delay)s::float8, 0))),
+           %(max_attempts)s, %(trace_id)s, %(parent_run_id)s, %(principal)s
+    FROM unnest(%(payloads)b::jsonb[]) WITH ORDINALITY AS n(payload, position)
+    ORDER BY position
+    RETURNING j.id
+)
+SELECT id, (SELECT pg_notify('actions_server_jobs', '')) FROM inserted;
 
 -- name: listen
 LISTEN actions_server_jobs;
@@ -36,8 +52,28 @@ SELECT id, unique_key FROM actions_server.jobs
 WHERE unique_key = ANY(%s) AND status IN ('queued', 'running');
 
 -- name: emit
-INSERT INTO actions_server.events (name, payload, trace_id, parent_run_id, principal)
-VALUES (%s, %s, %s, %s, %s) RETURNING id;
+-- Events and their deliveries (one per subscribed action) in one statement.
+WITH recorded AS (
+    INSERT INTO actions_server.events AS e (name, payload, trace_id, parent_run_id, principal)
+    SELECT name, payload, %(trace_id)s, %(parent_run_id)s, %(principal)s
+    FROM unnest(%(names)s::text[], %(payloads)b::jsonb[])
+        WITH ORDINALITY AS n(name, payload, position)
+    ORDER BY position
+    RETURNING e.id, e.name, e.payload
+), delivered AS (
+    INSERT INTO actions_server.jobs (kind, name, action, payload, max_attempts, event_id,
+        trace_id, parent_run_id, principal)
+    SELECT 'event', r.name, s.action, r.payload, s.max_attempts, r.id,
+           %(trace_id)s, %(parent_run_id)s, %(principal)s
+    FROM recorded r
+    JOIN unnest(%(events)s::text[], %(actions)s::text[], %(attempts)s::int[])
+        WITH ORDINALITY AS s(event, action, max_attempts, position) ON s.event = r.name
+    ORDER BY r.id, s.position
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM recorded) AS events, count(*) AS deliveries,
+       (SELECT pg_notify('actions_server_jobs', '') WHERE EXISTS (SELECT FROM delivered))
+FROM delivered;
 
 -- name: claim
 WITH next AS (
@@ -71,7 +107,7 @@ SET status = CASE WHEN f.dead THEN 'dead' ELSE 'queued' END,
     finished_at = CASE WHEN f.dead THEN now() END,
     locked_by = NULL, locked_until = NULL
 FROM unnest(%(ids)s::bigint[], %(claims)s::uuid[], %(dead)s::bool[], %(delay)s::float8[],
-            %(counts)s::bool[], %(error)s::jsonb[])
+            %(counts)s::bool[], %(error)b::jsonb[])
      AS f(id, claim, dead, delay, counts, error)
 WHERE j.id = f.id AND j.claim = f.claim AND j.status = 'running';
 

@@ -103,21 +103,68 @@ async def existing(conn: Connection, unique_keys: Sequence[str]) -> dict[str, in
     return {row["unique_key"]: row["id"] for row in await cursor.fetchall()}
 
 
-async def record_event(
+async def enqueue_payloads(
+    conn: Connection, template: NewJob, payloads: Sequence[Any]
+) -> list[int]:
+    """Insert one job like `template` per payload, in one statement; their ids, in order.
+
+    For jobs with no unique key (a bulk push): the values they share are sent once.
+    """
+    cursor = await conn.execute(
+        Q["enqueue_payloads"],
+        {
+            "kind": template.kind,
+            "name": template.name,
+            "action": template.action,
+            "priority": template.priority,
+            "run_at": template.run_at,
+            "delay": template.delay_seconds,
+            "max_attempts": template.max_attempts,
+            "trace_id": template.trace_id,
+            "parent_run_id": template.parent_run_id,
+            "principal": Jsonb(dict(template.principal)),
+            "payloads": [Jsonb(payload) for payload in payloads],
+        },
+    )
+    # Ids come from one sequence in insertion order, which follows the payloads'.
+    return sorted(row["id"] for row in await cursor.fetchall())
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """An action that gets a delivery of each event `event`."""
+
+    event: str
+    action: str
+    max_attempts: int
+
+
+async def record_events(
     conn: Connection,
-    name: str,
-    payload: Any,
+    events: Sequence[tuple[str, Any]],
+    subscriptions: Sequence[Subscription],
     *,
     trace_id: str | None,
     parent_run_id: str | None,
     principal: Mapping[str, Any],
 ) -> int:
+    """Insert `events` (name, payload) in their order and one delivery per subscription
+    to each, in one statement; how many deliveries."""
     cursor = await conn.execute(
-        Q["emit"], (name, Jsonb(payload), trace_id, parent_run_id, Jsonb(dict(principal)))
+        Q["emit"],
+        {
+            "names": [name for name, _ in events],
+            "payloads": [Jsonb(payload) for _, payload in events],
+            "events": [s.event for s in subscriptions],
+            "actions": [s.action for s in subscriptions],
+            "attempts": [s.max_attempts for s in subscriptions],
+            "trace_id": trace_id,
+            "parent_run_id": parent_run_id,
+            "principal": Jsonb(dict(principal)),
+        },
     )
     row = await cursor.fetchone()
-    assert row is not None
-    return int(row["id"])
+    return int(row["deliveries"]) if row else 0
 
 
 # --- the worker's side ----------------------------------------------------------------

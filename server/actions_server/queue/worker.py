@@ -36,7 +36,7 @@ from typing import Any
 
 import psycopg
 
-from .. import metrics
+from .. import loops, metrics
 from ..auth import Principal
 from ..config import QueueConfig
 from ..db.pool import OUTAGE_ERRORS as DB_ERRORS
@@ -46,6 +46,7 @@ from ..errors import ActionError, DatabaseUnavailable, ServerBusy, ValidationFai
 from ..executor import Executor
 from ..guards import Caller
 from ..jsonutil import storable_text
+from ..loops import pause
 from ..manifests.model import ActionSpec
 from . import store
 from .retry import gives_up, retry_delay
@@ -120,9 +121,7 @@ class Worker:
         finally:
             stopper.cancel()
             await self._shutdown()
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await loops.stop(background)
             await self._flush_acks()
             log.info("worker %s stopped after %d jobs", self.name, self.processed)
 
@@ -307,9 +306,9 @@ class Worker:
     async def _acknowledge(self) -> None:
         while True:
             await self._acks_pending.wait()
-            await asyncio.sleep(ACK_DELAY_SECONDS)
+            await pause(ACK_DELAY_SECONDS)
             if not await self._flush_acks():
-                await asyncio.sleep(ERROR_PAUSE_SECONDS)
+                await pause(ERROR_PAUSE_SECONDS)
 
     async def _flush_acks(self) -> bool:
         """Write pending acknowledgements; False when the database refused them for now."""
@@ -377,7 +376,7 @@ class Worker:
 
     async def _every(self, seconds: float, step: Callable[[], Coroutine[Any, Any, None]]) -> None:
         while True:
-            await asyncio.sleep(seconds)
+            await pause(seconds)
             try:
                 await step()
             except DB_ERRORS as exc:
@@ -408,7 +407,7 @@ class Worker:
                             self._wake.set()
             except Exception as exc:
                 log.warning("job notifications lost (%s); polling until they are back", exc)
-                await asyncio.sleep(delay)
+                await pause(delay)
                 delay = min(delay * 2, 10.0)
 
     # --- stopping -------------------------------------------------------------------

@@ -26,6 +26,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ..db.pool import Connection
+from ..loops import pause
 from . import store
 from .cursor import Cursor
 
@@ -86,7 +87,7 @@ class Feed:
                 else:
                     log.warning("channel messages: cannot listen (%s); trying again", exc)
                 self.connected = False
-                await asyncio.sleep(delay)
+                await pause(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
     async def _listen(self, conn: Connection, cursor: Cursor) -> None:

@@ -30,12 +30,14 @@ from typing import Any, cast
 
 from aiohttp import WSMsgType, web
 
+from .. import loops
 from ..auth import TokenError, bearer_token
 from ..config import RealtimeConfig
 from ..errors import ActionError
 from ..guards import Caller
 from ..http.caller import Network, client_ip, forwarded_for
 from ..http.errors import error_json
+from ..loops import pause
 from ..registry import Registry
 from ..runtime import Runtime
 from . import protocol, store
@@ -126,9 +128,7 @@ class Realtime:
                 *(self._close(s, protocol.GOING_AWAY, "server shutting down") for s in sockets),
                 return_exceptions=True,
             )
-        for task in [*self._tasks, *self._background]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+        await loops.stop([*self._tasks, *self._background])
         self._tasks = []
         if self._started:
             await self.presence.close()
@@ -275,7 +275,7 @@ class Realtime:
         timeout = self.config.heartbeat_timeout_seconds
         revoked = self.verifier.revoked
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
+            await pause(SWEEP_SECONDS)
             now, wall = time.monotonic(), time.time()
             for socket in list(self.sockets):
                 if socket.closed:
@@ -305,13 +305,13 @@ class Realtime:
         while True:
             sockets = list(self.sockets)
             if not sockets:
-                await asyncio.sleep(interval)
+                await pause(interval)
                 continue
-            pause = interval / len(sockets)
+            spacing = interval / len(sockets)
             for socket in sockets:
                 if not socket.closed and socket.subscriptions:
                     socket.enqueue(functools.partial(self.channels.recheck, socket))
-                await asyncio.sleep(pause)
+                await pause(spacing)
 
 
 def _token_of(request: web.BaseRequest) -> str | None:

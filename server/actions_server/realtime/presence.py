@@ -24,6 +24,7 @@ from typing import Any
 
 from ..db.pool import OUTAGE_ERRORS, Connection, Database
 from ..jsonutil import dumps
+from ..loops import pause
 from . import protocol, store
 
 log = logging.getLogger("actions_server.realtime")
@@ -93,9 +94,9 @@ class PresenceTracker:
     async def write_leaves(self) -> None:
         while True:
             await self._leaves_pending.wait()
-            await asyncio.sleep(LEAVE_DELAY_SECONDS)
+            await pause(LEAVE_DELAY_SECONDS)
             if not await self._flush_leaves():
-                await asyncio.sleep(ERROR_PAUSE_SECONDS)
+                await pause(ERROR_PAUSE_SECONDS)
 
     async def _flush_leaves(self) -> bool:
         self._leaves_pending.clear()
@@ -139,7 +140,7 @@ class PresenceTracker:
                 log.warning("presence heartbeat failed: %s", exc)
             except Exception:
                 log.exception("presence heartbeat failed")
-            await asyncio.sleep(max(0.0, self.heartbeat_seconds - (time.monotonic() - started)))
+            await pause(max(0.0, self.heartbeat_seconds - (time.monotonic() - started)))
 
     async def _beat(self, conn: Connection) -> None:
         if self.registered and await store.alive(conn, self.instance):
