@@ -55,7 +55,7 @@ async def test_orders_jobs_events_and_kv_through_pgbouncer_woken_by_listen(
 ) -> None:
     # Polling every 30 s: a job done within a second or two was woken by NOTIFY,
     # which reached the worker on its direct LISTEN connection.
-    config = rig_config(tmp_path, urls, poll_seconds=30)
+    config = rig_config(tmp_path, urls, poll_seconds=30, runs=True)
     await apply_migrations(urls.pooled, config.migrations, run_role="rig_app")
     async with serving(config, urls.pooled) as client, working(client, poll_interval_seconds=30):
         await asyncio.sleep(0.5)  # the worker is listening
@@ -93,6 +93,14 @@ async def test_orders_jobs_events_and_kv_through_pgbouncer_woken_by_listen(
         status, body, _ = await client.get("/orders/r1")
         assert status == 200
         assert body["ref"] == "r1"
+    # Every run was recorded (the recorder's own connection goes through PgBouncer too).
+    recorded = query(
+        urls.direct,
+        "SELECT action, count(*) AS n FROM actions_server.runs GROUP BY 1 ORDER BY 1",
+    )
+    counts = {row["action"]: row["n"] for row in recorded}
+    assert counts["rig.order"] == 45
+    assert counts["rig.fulfil"] == counts["rig.notify"] == 45
 
 
 @pytest.mark.parametrize("path", ["/notes", "/loose-notes"])

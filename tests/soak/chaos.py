@@ -2,15 +2,17 @@
 
 The topology of the scale-out rig on a PostgreSQL of its own (so that it can be
 restarted): PostgreSQL ← PgBouncer (transaction pooling) ← three `serve
---no-worker` instances and one `worker` ← HAProxy ← the load (reads, and writes
-that push a job, emit an event and publish on a channel), plus a cron tick every
-second. At random intervals the driver kills -9 an instance or the worker (a
+--no-worker` instances and one `worker` ← HAProxy ← the load (reads, writes
+that push a job, emit an event and publish on a channel, and signed webhook
+deliveries, sent again with the same delivery id until answered, as a sender
+does), plus a cron tick every second. At random intervals the driver kills -9 an instance or the worker (a
 supervisor starts it again at once), restarts PostgreSQL, or restarts PgBouncer;
 `app0` is never killed, so that its memory can be watched for the whole run.
 
 Then the load stops, the queue is left to finish, and the database is counted:
 every acknowledged write is there, every order's job and event delivery ran
-exactly once (each effect is a row written in the run's transaction), no job is
+exactly once (each effect is a row written in the run's transaction), every
+acknowledged webhook delivery ran exactly once however often it was sent, no job is
 stuck or dead, and no cron tick ran twice. Requests failed while PostgreSQL or
 PgBouncer was down are expected (503s) and reported, not counted as losses.
 
@@ -187,6 +189,9 @@ def account(rig: Rig, soak: Soak, tally: Tally) -> None:
     statuses = wait_quiet(direct, 120)
     orders = {r["ref"] for r in query(direct, "SELECT ref FROM orders")}
     lost = sorted(set(tally.acknowledged) - orders)
+    hooks = query(direct, "SELECT ref, count(*) AS n FROM effects WHERE kind = 'hook' GROUP BY 1")
+    hooked = {r["ref"]: r["n"] for r in hooks}
+    undelivered = sorted(d for d in tally.delivered if hooked.get(d) != 1)
     effects = query(
         direct,
         "SELECT kind, count(*) AS n, count(DISTINCT ref) AS refs FROM effects GROUP BY kind",
@@ -197,11 +202,16 @@ def account(rig: Rig, soak: Soak, tally: Tally) -> None:
     )
     missing = query(
         direct,
-        "SELECT o.ref FROM orders o WHERE (SELECT count(*) FROM effects e WHERE e.ref = o.ref) <> 2"
-        " LIMIT 10",
+        "SELECT o.ref FROM orders o WHERE (SELECT count(*) FROM effects e"
+        " WHERE e.ref = o.ref AND e.kind IN ('fulfil', 'notify')) <> 2 LIMIT 10",
     )
     ticks = query(direct, "SELECT fire_time, count(*) AS n FROM ticks GROUP BY 1 ORDER BY 1")
     doubled_ticks = [str(t["fire_time"]) for t in ticks if t["n"] > 1]
+    unrun = query(
+        direct,
+        "SELECT c.fire_time FROM actions_server.cron_ticks c WHERE c.action = 'rig.tick'"
+        " AND c.fire_time < now() - interval '10 seconds' AND NOT EXISTS (SELECT FROM ticks t WHERE t.fire_time = c.fire_time) LIMIT 5",
+    )
     span = (ticks[-1]["fire_time"] - ticks[0]["fire_time"]).total_seconds() + 1 if ticks else 0
     soak.figures.update(
         requests=dict(tally.sent),
@@ -209,6 +219,7 @@ def account(rig: Rig, soak: Soak, tally: Tally) -> None:
         failed_requests=len(tally.failures),
         failures_by_reason=dict(Counter(reason(f) for f in tally.failures).most_common(8)),
         writes_acknowledged=len(tally.acknowledged),
+        webhook_deliveries_acknowledged=len(tally.delivered),
         orders_in_database=len(orders),
         effects={k: {"rows": v["n"], "orders": v["refs"]} for k, v in by_kind.items()},
         jobs_by_status=statuses,
@@ -217,6 +228,8 @@ def account(rig: Rig, soak: Soak, tally: Tally) -> None:
     )
     if lost:
         soak.problems.append(f"{len(lost)} acknowledged writes missing, e.g. {lost[:5]}")
+    if undelivered:
+        soak.problems.append(f"acknowledged deliveries not run exactly once: {undelivered[:5]}")
     if twice:
         soak.problems.append(f"effects ran more than once: {twice}")
     if missing:
@@ -225,6 +238,8 @@ def account(rig: Rig, soak: Soak, tally: Tally) -> None:
         soak.problems.append(f"jobs not done at the end: {statuses}")
     if doubled_ticks:
         soak.problems.append(f"cron ticks that ran twice: {doubled_ticks[:5]}")
+    if unrun:
+        soak.problems.append(f"cron ticks enqueued and never run: {unrun}")
     if not tally.acknowledged:
         soak.problems.append("no write was acknowledged: the load never got through")
 
@@ -243,7 +258,7 @@ async def run_soak(
     rig = await asyncio.to_thread(Rig, folder)
     try:
         await eventually(lambda: http("GET", rig.base + "/readyz")[0] == 200)
-        load = Load(rig.base, rate)
+        load = Load(rig.base, rate, redeliver=True)
         load.start()
         began = time.monotonic()
         await asyncio.sleep(min(5.0, seconds / 10))  # warmed up: the baseline of memory

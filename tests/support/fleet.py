@@ -1,7 +1,8 @@
 """The rig's app, and a fleet of `actions-server` processes serving it.
 
 The app has what the scale-out tests count: a write that pushes a job, emits an
-event and publishes on a channel (`POST /orders`), a read, a rate-limited
+event and publishes on a channel (`POST /orders`), a read, a signed webhook
+(`POST /hooks/rig`, GitHub's scheme, run once per delivery id), a rate-limited
 action, org-scoped notes behind Row-Level Security (in a transaction and
 without one), a slow request, and optionally a cron tick every second. Every
 effect is a row, so a test (or the chaos soak) can account for it exactly.
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from support.apps import write_app
 from support.processes import Served, free_port
+
+WEBHOOK_SECRET = "rig-webhook-secret"
 
 MIGRATION = """
 DO $$
@@ -77,6 +80,11 @@ actions:
   - name: rig.sleep
     handler: PKG.handlers:sleep
     triggers: [{api: GET /sleep}]
+  - name: rig.hook
+    handler: PKG.handlers:hook
+    triggers:
+      - webhook: POST /hooks/rig
+        verify: {scheme: github, secrets: [WEBHOOK_SECRET]}
   - name: rig.kv
     handler: PKG.handlers:kv
     triggers: [{api: POST /kv}]
@@ -114,6 +122,10 @@ async def fulfil(input, ctx):
 async def notify(input, ctx):
     await ctx.db.table("effects").insert(
         {"ref": input["ref"], "kind": "notify", "job_id": int(ctx.run.job_id), "pid": os.getpid()})
+
+async def hook(input, ctx):
+    await ctx.db.table("effects").insert({"ref": input["ref"], "kind": "hook", "pid": os.getpid()})
+    return {"ok": True}
 
 async def ok(input, ctx):
     return {"ok": True}
@@ -154,10 +166,13 @@ def write_rig_app(
     concurrency: int = 8,
     poll_seconds: float = 5,
     statement_timeout: float = 30,
+    runs: bool = False,
 ) -> Path:
     """The rig's app under `folder`; DATABASE_URL (through PgBouncer) and LISTEN_URL
     (direct) come from the environment of each process."""
-    manifests = {"rig.yaml": MANIFEST.replace("LIMIT", str(limit))}
+    manifests = {
+        "rig.yaml": MANIFEST.replace("LIMIT", str(limit)).replace("WEBHOOK_SECRET", WEBHOOK_SECRET)
+    }
     if cron:
         manifests["cron.yaml"] = CRON
     config, _ = write_app(
@@ -179,7 +194,7 @@ def write_rig_app(
             f" poll_interval_seconds: {poll_seconds},"
             " shutdown_grace_seconds: 5}\n"
             f"kv: {kv}\n"
-            "runs: {enabled: false}\n"
+            f"runs: {{enabled: {str(runs).lower()}, sample_rate: 1}}\n"
             "dashboard: {enabled: false}\n"
         ),
     )
