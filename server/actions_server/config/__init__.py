@@ -48,6 +48,7 @@ from .model import (
     StorageConfig,
 )
 from .schema import config_schema, config_validator, schema_at, set_at
+from .version import app_version
 
 __all__ = [
     "DEFAULT_MAIL_RETRY",
@@ -73,6 +74,7 @@ __all__ = [
     "ServerConfig",
     "SessionConfig",
     "StorageConfig",
+    "app_version",
     "config_from_doc",
     "config_schema",
     "interpolate",

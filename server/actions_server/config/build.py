@@ -55,6 +55,7 @@ def build_config(
     auth = data.get("auth", {})
     typed = {
         "app",
+        "version",
         "actions",
         "schemas",
         "migrations",
@@ -74,6 +75,7 @@ def build_config(
     }
     return Config(
         app=data["app"],
+        version=data.get("version"),
         file=file,
         root=root,
         actions=tuple(data.get("actions", ["actions/"])),

@@ -242,6 +242,7 @@ class Config:
     """The whole, validated configuration. Paths are absolute."""
 
     app: str
+    version: str | None = None  # the app's; see app_version()
     file: Path
     root: Path
     actions: tuple[str, ...] = ("actions/",)
