@@ -65,6 +65,7 @@ def test_init_writes_an_app_that_validates(tmp_path: Path) -> None:
         "config.yaml",
         "migrations/001_init.sql",
         "pyproject.toml",
+        "seeds/README.md",
         "tests/test_hello.py",
     ]
     assert "app: my-app\n" in (folder / "config.yaml").read_text()

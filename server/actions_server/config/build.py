@@ -59,6 +59,7 @@ def build_config(
         "actions",
         "schemas",
         "migrations",
+        "seeds",
         "server",
         "database",
         "auth",
@@ -81,6 +82,7 @@ def build_config(
         actions=tuple(data.get("actions", ["actions/"])),
         schemas=folder("schemas", "schemas/"),
         migrations=folder("migrations", "migrations/"),
+        seeds=folder("seeds", "seeds/"),
         server=ServerConfig(
             **{
                 **server,

@@ -248,6 +248,7 @@ class Config:
     actions: tuple[str, ...] = ("actions/",)
     schemas: Path | None = None
     migrations: Path | None = None
+    seeds: Path | None = None
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
