@@ -17,7 +17,16 @@ short transaction that sets them locally first.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -96,14 +105,30 @@ class DbSession:
             async with self._opening:
                 conn = self._conn
                 if conn is None:
-                    conn = self._conn = await self._database.acquire(
-                        begin=self._transactional, setup=self._setup(first=True), jobs=self._jobs
-                    )
+                    with self._pending_kept():
+                        conn = self._conn = await self._database.acquire(
+                            begin=self._transactional,
+                            setup=self._setup(first=True),
+                            jobs=self._jobs,
+                        )
                     return conn
         if self._pending:
             for statement, params in self._setup(first=False):
                 await conn.execute(statement, params)
         return conn
+
+    @contextlib.contextmanager
+    def _pending_kept(self) -> Iterator[None]:
+        """Keep the settings not yet sent should acquiring fail (no connection, or the
+        database down): a handler that catches that and tries again still has them."""
+        pending = dict(self._pending)
+        try:
+            yield
+        except FirstStatementFailed:
+            raise  # sent: the run holds the connection now
+        except BaseException:
+            self._pending = {**pending, **self._pending}
+            raise
 
     def _setup(self, *, first: bool) -> list[Statement]:
         if self._wrapped:
@@ -216,7 +241,9 @@ class DbSession:
     async def execute(self, query: sql.Composed | str, params: Any) -> list[Row]:
         """Run one statement of the run; the first one of a transactional run goes out
         with BEGIN and the settings, in one round trip."""
-        if self._conn is None and self._transactional:
+        # Without parameters the text may hold several statements, which only the
+        # simple protocol runs (a pipeline cannot): such a first statement goes alone.
+        if self._conn is None and self._transactional and params is not None:
             cursor = await self._first(query, params)
             if cursor is not None:
                 return await cursor.fetchall() if cursor.description is not None else []
@@ -240,9 +267,10 @@ class DbSession:
             if self._conn is not None:
                 return None
             try:
-                conn, cursor = await self._database.acquire_with(
-                    self._setup(first=True), query, params, jobs=self._jobs
-                )
+                with self._pending_kept():
+                    conn, cursor = await self._database.acquire_with(
+                        self._setup(first=True), query, params, jobs=self._jobs
+                    )
             except FirstStatementFailed as failed:
                 self._conn = failed.conn  # finish() rolls it back and gives it back
                 raise failed.error from None
