@@ -58,7 +58,7 @@ def serve_command(
 @config_argument
 @click.option("--host", help="Interface to listen on (default: server.host).")
 @click.option("--port", type=int, help="Port to listen on (default: server.port).")
-@click.option("--no-migrate", is_flag=True, help="Do not apply the app's pending migrations.")
+@click.option("--no-migrate", is_flag=True, help="Apply neither pending migrations nor seeds.")
 @click.option("--no-worker", is_flag=True, help="Serve HTTP only: no job worker, no scheduler.")
 def dev_command(
     config_file: Path, host: str | None, port: int | None, no_migrate: bool, no_worker: bool

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -118,8 +119,6 @@ class Cron:
     async def fire(self, action: str, at: Any = None) -> list[Ran]:
         """Queue the tick of `action` for `at` (a datetime; the kit's clock by default)
         and drain: what ran, the tick first. A tick that already ran does not run again."""
-        import datetime
-
         spec = self.runtime.registry.action(action)
         if spec is None or not any(t.kind == "cron" for t in spec.triggers):
             raise ActionsServerError(f"no cron action named {action!r}")
