@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterable
+
+log = logging.getLogger("actions_server")
 
 STOP_RETRY_SECONDS = 1.0
 
@@ -34,10 +37,15 @@ async def stop(tasks: Iterable[asyncio.Task[None]] | asyncio.Task[None]) -> None
     """Cancel `tasks` and wait until each has ended, cancelling again if one swallowed it."""
     every = [tasks] if isinstance(tasks, asyncio.Task) else list(tasks)
     pending = set(every)
+    rounds = 0
     while pending:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=STOP_RETRY_SECONDS)
+        rounds += 1
+        if pending and rounds == 1:  # a loop that keeps swallowing its stop is a bug
+            names = ", ".join(sorted(t.get_name() for t in pending))
+            log.warning("still stopping after %gs: %s", STOP_RETRY_SECONDS, names)
     # Retrieve each outcome so asyncio never logs "exception was never retrieved".
     for task in every:
         with contextlib.suppress(asyncio.CancelledError, Exception):

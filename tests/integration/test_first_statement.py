@@ -29,6 +29,9 @@ actions:
     handler: PKG.handlers:slow
     timeout_seconds: 0.3
     triggers: [{api: GET /cut-short}]
+  - name: first.bigJson
+    handler: PKG.handlers:big_json
+    triggers: [{api: GET /big-json}]
   - name: first.severalStatements
     handler: PKG.handlers:several_statements
     triggers: [{api: GET /several}]
@@ -42,6 +45,10 @@ async def kills_its_connection(input, ctx):
 
 async def slow(input, ctx):
     [row] = await ctx.db.raw("SELECT true AS slept FROM pg_sleep(%s)", 1.5)
+    return row
+
+async def big_json(input, ctx):
+    [row] = await ctx.db.raw("SELECT (%s::jsonb->>'big') AS big", {"big": 2**70})
     return row
 
 async def several_statements(input, ctx):
@@ -97,3 +104,9 @@ async def test_a_run_cut_short_in_its_first_statement_gives_its_connection_back_
 async def test_a_first_text_of_several_statements_runs(client: Client) -> None:
     status, body, _ = await client.get("/several")
     assert status == 200, body
+
+
+async def test_a_dict_a_handler_stores_is_encoded_as_psycopg_does(client: Client) -> None:
+    # Integers beyond 64 bits (orjson refuses them) stay storable as they were.
+    status, body, _ = await client.get("/big-json")
+    assert (status, body) == (200, {"big": str(2**70)})

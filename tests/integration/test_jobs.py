@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from actions_server.maintenance import run_maintenance
+from actions_server.queue import store
 from support.apps import Client, serving, working, write_app
 from support.polling import eventually, query
 from support.tokens import SECRET, claims, hs256
@@ -480,3 +483,18 @@ async def test_a_jobs_finish_time_is_when_its_run_ended_not_when_its_transaction
         "SELECT extract(epoch FROM finished_at - started_at) AS seconds FROM actions_server.jobs",
     )
     assert job["seconds"] >= 0.3
+
+
+async def test_acknowledgements_on_their_way_when_the_worker_stops_are_kept(app: Client) -> None:
+    claim = store.Claim(999_999, uuid.uuid4())
+    async with working(app) as worker:
+        database = app.runtime.database
+        # Every control connection busy: the flush waits for one, and is stopped there.
+        async with database.control(), database.control(), database.control():
+            worker._done.append(claim)
+            flushing = asyncio.create_task(worker._flush_acks())
+            await asyncio.sleep(0.2)
+            flushing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await flushing
+        assert claim in worker._done  # the worker's last flush writes it

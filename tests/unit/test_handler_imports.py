@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from actions_server.manifests.imports import import_callable
+import pytest
+
+from actions_server.manifests.imports import ImportProblem, import_callable
 
 
 def app_with(folder: Path, package: str, answer: str) -> Path:
@@ -34,3 +36,15 @@ def test_the_second_app_gets_its_own_package_of_the_same_name(tmp_path: Path) ->
         for folder in (first, second):
             if str(folder) in sys.path:
                 sys.path.remove(str(folder))
+
+
+def test_a_folder_named_like_a_standard_package_does_not_displace_it(tmp_path: Path) -> None:
+    import email
+
+    app = app_with(tmp_path / "app", "email", "shadow")
+    with pytest.raises(ImportProblem, match=r"email\.hello"):
+        import_callable("email.hello:hello", app)
+    assert sys.modules["email"] is email  # the standard library's, still
+    assert not str(email.__file__).startswith(str(app))
+    if str(app) in sys.path:
+        sys.path.remove(str(app))

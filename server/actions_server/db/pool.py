@@ -73,25 +73,27 @@ DETACHED_POOL_SIZE = 4
 RECONNECT_TIMEOUT_SECONDS = 0.0
 
 
-class _JsonbDumper(JsonbDumper):
-    """JSON written by orjson: several times faster than the standard library's, and
-    the encoder of every other JSON the server writes."""
+class CheckedJsonb(Jsonb):
+    """A jsonb value the framework built or checked itself (queue payloads, principals):
+    written by orjson, several times faster than the standard library's json, and in
+    binary, so an array of them (a bulk push or emit) needs no quoting per element.
+    Values a handler passes through `ctx.db` keep psycopg's default encoding, whose
+    limits (integers beyond 64 bits, NaN refused by PostgreSQL) they may rely on."""
 
+
+class _CheckedJsonbDumper(JsonbDumper):
     _dumps = staticmethod(dumps_for_db)
 
 
-class _JsonbBinaryDumper(JsonbBinaryDumper):
-    """The same in binary format, the one used when either may be: an array of them (a
-    bulk push or emit) then needs no quoting and escaping of each element."""
-
+class _CheckedJsonbBinaryDumper(JsonbBinaryDumper):
     _dumps = staticmethod(dumps_for_db)
 
 
 async def _configure(conn: Connection) -> None:
     """Every pooled connection stores a dict as JSON (a list stays an array, for ANY())."""
-    for python_type in (dict, Jsonb):
-        conn.adapters.register_dumper(python_type, _JsonbDumper)
-        conn.adapters.register_dumper(python_type, _JsonbBinaryDumper)  # the last: the default
+    conn.adapters.register_dumper(dict, JsonbDumper)
+    conn.adapters.register_dumper(CheckedJsonb, _CheckedJsonbDumper)
+    conn.adapters.register_dumper(CheckedJsonb, _CheckedJsonbBinaryDumper)  # the default
 
 
 class _Stalled(Exception):

@@ -26,20 +26,24 @@ def ensure_on_path(root: Path) -> None:
         sys.path.insert(0, entry)
 
 
+# Top-level package name → the app folder whose handlers imported it.
+_imported_for: dict[str, Path] = {}
+
+
 def _claim_package(top: str, root: Path) -> None:
     """Make `top` (a handler module's first name) mean the one in the app's folder.
 
     Several apps in one process (a test session, `init` tried beside the example)
     often share a package name such as `actions`: the first one imported would
-    answer for all, and `actions.hello` of the second would not be found. When the
-    folder has its own `top` and the one imported is another's, that one is
-    forgotten and the folder goes first on sys.path.
+    answer for all, and `actions.hello` of the second would not be found. When this
+    loader imported `top` for another app's folder, that one is forgotten and this
+    folder goes first on sys.path. A package it did not import for an app (the
+    standard library's `http`, an installed one) is never touched: a folder that
+    shadows it fails to import, as it should. The other app's handlers keep the
+    functions they were loaded with; an import they make later finds this app's.
     """
-    loaded = sys.modules.get(top)
-    if loaded is None or not ((root / top).is_dir() or (root / f"{top}.py").is_file()):
-        return
-    places = [getattr(loaded, "__file__", None), *(getattr(loaded, "__path__", None) or ())]
-    if any(isinstance(p, str) and Path(p).is_relative_to(root) for p in places):
+    owner = _imported_for.get(top)
+    if owner is None or owner == root or top not in sys.modules:
         return
     for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
         del sys.modules[name]
@@ -73,6 +77,10 @@ def import_callable(ref: str, root: Path, *, must_be_async: bool = True) -> Call
             f"cannot import {module_name!r}: {type(exc).__name__}: {exc} "
             f"(at {_shown(last.filename, root)}:{last.lineno})"
         ) from None
+    top = module_name.partition(".")[0]
+    package = sys.modules.get(top)
+    if package is not None and _is_under(package, root):
+        _imported_for[top] = root
     function = getattr(module, attribute, None)
     if function is None:
         raise ImportProblem(f"{module_name!r} has no attribute {attribute!r}")
@@ -81,6 +89,11 @@ def import_callable(ref: str, root: Path, *, must_be_async: bool = True) -> Call
     if must_be_async and not inspect.iscoroutinefunction(function):
         raise ImportProblem(f"{ref!r} must be an async function (write `async def {attribute}`)")
     return function  # type: ignore[no-any-return]
+
+
+def _is_under(module: Any, root: Path) -> bool:
+    places = [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or ())]
+    return any(isinstance(p, str) and Path(p).resolve().is_relative_to(root) for p in places)
 
 
 def _shown(filename: str, root: Path) -> str:

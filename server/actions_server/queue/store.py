@@ -23,9 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from psycopg.types.json import Jsonb
-
-from ..db.pool import Connection
+from ..db.pool import CheckedJsonb, Connection
 from ..db.sqlfile import load_queries
 
 Q = load_queries(Path(__file__).with_name("queries.sql"))
@@ -78,7 +76,7 @@ async def enqueue(conn: Connection, jobs: Sequence[NewJob]) -> list[int]:
         columns["kind"].append(job.kind)
         columns["name"].append(job.name)
         columns["action"].append(job.action)
-        columns["payload"].append(Jsonb(job.payload))
+        columns["payload"].append(CheckedJsonb(job.payload))
         columns["priority"].append(job.priority)
         columns["delay"].append(job.delay_seconds)
         columns["run_at"].append(job.run_at)
@@ -87,7 +85,7 @@ async def enqueue(conn: Connection, jobs: Sequence[NewJob]) -> list[int]:
         columns["event_id"].append(job.event_id)
         columns["trace_id"].append(job.trace_id)
         columns["parent_run_id"].append(job.parent_run_id)
-        columns["principal"].append(Jsonb(dict(job.principal)))
+        columns["principal"].append(CheckedJsonb(dict(job.principal)))
     cursor = await conn.execute(Q["enqueue"], columns)
     return [row["id"] for row in await cursor.fetchall()]
 
@@ -122,8 +120,8 @@ async def enqueue_payloads(
             "max_attempts": template.max_attempts,
             "trace_id": template.trace_id,
             "parent_run_id": template.parent_run_id,
-            "principal": Jsonb(dict(template.principal)),
-            "payloads": [Jsonb(payload) for payload in payloads],
+            "principal": CheckedJsonb(dict(template.principal)),
+            "payloads": [CheckedJsonb(payload) for payload in payloads],
         },
     )
     # Ids come from one sequence in insertion order, which follows the payloads'.
@@ -154,13 +152,13 @@ async def record_events(
         Q["emit"],
         {
             "names": [name for name, _ in events],
-            "payloads": [Jsonb(payload) for _, payload in events],
+            "payloads": [CheckedJsonb(payload) for _, payload in events],
             "events": [s.event for s in subscriptions],
             "actions": [s.action for s in subscriptions],
             "attempts": [s.max_attempts for s in subscriptions],
             "trace_id": trace_id,
             "parent_run_id": parent_run_id,
-            "principal": Jsonb(dict(principal)),
+            "principal": CheckedJsonb(dict(principal)),
         },
     )
     row = await cursor.fetchone()
@@ -208,7 +206,7 @@ async def fail(conn: Connection, failures: Sequence[Failure]) -> None:
             "dead": [f.dead for f in failures],
             "delay": [f.delay_seconds for f in failures],
             "counts": [f.counts for f in failures],
-            "error": [Jsonb(dict(f.error)) for f in failures],
+            "error": [CheckedJsonb(dict(f.error)) for f in failures],
         },
     )
 
@@ -259,7 +257,7 @@ async def enqueue_tick(
         "fire_time": fire_time,
         "max_attempts": max_attempts,
         "trace_id": trace_id,
-        "principal": Jsonb(dict(principal)),
+        "principal": CheckedJsonb(dict(principal)),
     }
     cursor = await conn.execute(Q["tick"], params)
     row = await cursor.fetchone()

@@ -323,6 +323,9 @@ class Worker:
                 self._cancelled[:0] = cancelled
                 self._acks_pending.set()
                 return False
+            except asyncio.CancelledError:  # stopping: the last flush writes them
+                self._cancelled[:0] = cancelled
+                raise
         while self._done or self._failures:
             done, self._done = self._done[:ACK_BATCH], self._done[ACK_BATCH:]
             failures, self._failures = self._failures[:ACK_BATCH], self._failures[ACK_BATCH:]
@@ -340,6 +343,11 @@ class Worker:
                 self._done[:0], self._failures[:0] = done, failures
                 self._acks_pending.set()
                 return False
+            except asyncio.CancelledError:
+                # Stopping while this batch was on its way: the last flush writes it
+                # (again, if it got there: acknowledging is idempotent per claim).
+                self._done[:0], self._failures[:0] = done, failures
+                raise
             except Exception:
                 # Not a passing outage: retrying the same batch would fail forever.
                 # Drop it; the leases expire and the jobs run again.
