@@ -49,7 +49,7 @@ async def work(dsn: str, kind: str, out: str, pool_size: int) -> None:
         await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn,
         AsyncConnectionPool(dsn, min_size=pool_size, max_size=pool_size, open=False) as pool,
     ):
-        qm = QueueManager(PsycopgDriver(conn))
+        qm = QueueManager(Queries(PsycopgDriver(conn)))
 
         @qm.entrypoint("append")
         async def append(job: Job) -> None:
