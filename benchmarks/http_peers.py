@@ -207,6 +207,12 @@ def paired(ours: list[Sample], theirs: list[Sample]) -> float:
     )
 
 
+def cpu_paired(ours: list[Sample], theirs: list[Sample]) -> float:
+    return statistics.median(
+        b.cpu_us_per_request / a.cpu_us_per_request for a, b in zip(ours, theirs, strict=True)
+    )
+
+
 def report(results: dict[tuple[str, str], list[Sample]], cases: list[str]) -> None:
     head = f"{'case':<11} {'server':<15} {'req/s':>8} {'p99 ms':>7} {'CPU µs/req':>11} {'× raw':>6}"
     print(f"\n{head}   req/s of each round")
@@ -233,14 +239,29 @@ def report(results: dict[tuple[str, str], list[Sample]], cases: list[str]) -> No
     targets = " | ".join(f"≥ {TARGETS[c]:.2f}" for c in cases)
     print(f"| target for actions-server | {targets} |")
 
-    print("\nactions-server / peer (median of per-round ratios; > 1: actions-server ahead):\n")
+    print(
+        "\nThe same by CPU per request (raw aiohttp's CPU µs/req over the server's, per round):\n"
+    )
+    print("| server | " + " | ".join(cases) + " |")
+    print("| --- |" + " ---: |" * len(cases))
+    for name in NAMES:
+        cells = [
+            f"{cpu_paired(results[(c, name)], results[(c, 'raw aiohttp')]):.2f}" for c in cases
+        ]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+    print(
+        "\nactions-server / peer, req/s (and CPU per request: the peer's over ours),"
+        " median of per-round ratios; > 1: actions-server ahead:\n"
+    )
     print("| peer | " + " | ".join(cases) + " |")
     print("| --- |" + " ---: |" * len(cases))
     for peer in NAMES[2:]:
         cells = []
         for c in cases:
             ratio = paired(results[(c, "actions-server")], results[(c, peer)])
-            cells.append(f"{ratio:.2f} {'ahead' if ratio > 1 else 'BEHIND'}")
+            cpu = cpu_paired(results[(c, "actions-server")], results[(c, peer)])
+            cells.append(f"{ratio:.2f} {'ahead' if ratio > 1 else 'BEHIND'} (CPU {cpu:.2f})")
         print(f"| {peer} | " + " | ".join(cells) + " |")
     print("\nGET /me: raw aiohttp serves its GET /hello (no token), as in http_overhead.py.")
 
