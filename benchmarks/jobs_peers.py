@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -166,8 +167,22 @@ def drain(system: str, server_dsn: str, handler: str, count: int) -> float:
         drop_database(server_dsn, name)
 
 
-def latency(server_dsn: str, pushes: int, rate: float) -> dict[str, list[float]]:
-    """Waits (ms) from a pushing/emitting handler's start to the job's/subscriber's start."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Wait:
+    """One push (or emit) → start, in epoch seconds; the middle two by PostgreSQL's clock."""
+
+    pushed: float  # the pushing handler started
+    begun: float  # its transaction began (the job's created_at)
+    claimed: float  # a worker claimed the job (its started_at)
+    started: float  # the job's handler started
+
+    @property
+    def total_ms(self) -> float:
+        return (self.started - self.pushed) * 1000
+
+
+def latency(server_dsn: str, pushes: int, rate: float) -> dict[str, list[Wait]]:
+    """From a pushing/emitting handler's start to the job's/subscriber's start."""
     name, dsn = fresh_database(server_dsn, "bench_peers_latency")
     out = Path(tempfile.mkdtemp(prefix="jobs_peers_")) / "out.txt"
     [port] = ports(1)
@@ -201,14 +216,25 @@ def latency(server_dsn: str, pushes: int, rate: float) -> dict[str, list[float]]
                 next_at += interval
                 time.sleep(max(0.0, next_at - time.perf_counter()))
         conn.close()
-        waits: dict[str, list[float]] = {"job": [], "event": []}
+        lines: list[str] = []
         deadline = time.monotonic() + 60
-        while sum(map(len, waits.values())) < 2 * pushes and time.monotonic() < deadline:
+        while len(lines) < 2 * pushes and time.monotonic() < deadline:
             time.sleep(0.25)
-            waits = {"job": [], "event": []}
-            for line in out.read_text().splitlines():
-                kind, ms = line.split()
-                waits[kind].append(float(ms))
+            lines = out.read_text().splitlines()
+        with psycopg.connect(dsn) as db:
+            rows = db.execute(
+                "SELECT (payload->>'t')::float8, extract(epoch FROM created_at)::float8,"
+                " extract(epoch FROM started_at)::float8 FROM actions_server.jobs"
+                " WHERE action IN ('peers.pushed', 'peers.emitted')"
+            ).fetchall()
+        times = {pushed: (begun, claimed) for pushed, begun, claimed in rows}
+        waits: dict[str, list[Wait]] = {"job": [], "event": []}
+        for line in lines:
+            kind, pushed, started = line.split()
+            begun, claimed = times[float(pushed)]
+            waits[kind].append(
+                Wait(pushed=float(pushed), begun=begun, claimed=claimed, started=float(started))
+            )
         return waits
     finally:
         stop(server)
@@ -274,11 +300,22 @@ def main() -> None:
             ("job", "ctx.queue.push → job"),
             ("event", "ctx.event.emit → subscriber"),
         ):
-            got = waits[kind]
+            got = [w.total_ms for w in waits[kind]]
             print(
                 f"| {label} | {percentile(got, 0.5):.2f} | {percentile(got, 0.99):.2f} "
                 f"| {max(got):.2f} |"
             )
+        print("\nwhere it goes, p50 / p99 ms of each leg (the middle by PostgreSQL's now()):\n")
+        print("| from → to | handler start → its transaction began | → claimed | → job's start |")
+        print("| --- | ---: | ---: | ---: |")
+        for kind, label in (("job", "push → job"), ("event", "emit → subscriber")):
+            legs = [
+                [(w.begun - w.pushed) * 1000 for w in waits[kind]],
+                [(w.claimed - w.begun) * 1000 for w in waits[kind]],
+                [(w.started - w.claimed) * 1000 for w in waits[kind]],
+            ]
+            cells = [f"{percentile(leg, 0.5):.2f} / {percentile(leg, 0.99):.2f}" for leg in legs]
+            print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Handlers of benchmarks/jobs_peers.py. The drain's two are PgQueuer's, line for line.
 
 BENCH_OUT names the file `append` writes and the latency handlers note their
-waits in (one line each: `job|event milliseconds`).
+waits in (one line each: `job|event pushed-at started-at`, epoch seconds).
 """
 
 import os
@@ -29,9 +29,9 @@ async def emit(input: dict[str, Any], ctx: Any) -> None:
 
 
 def _note(kind: str, since: float) -> None:
-    waited_ms = (time.time() - since) * 1000
+    started = time.time()
     with open(OUT, "a") as file:
-        file.write(f"{kind} {waited_ms:.3f}\n")
+        file.write(f"{kind} {since!r} {started!r}\n")
 
 
 async def pushed(input: dict[str, Any], ctx: Any) -> None:
