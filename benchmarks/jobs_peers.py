@@ -247,6 +247,22 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
+def drains_table(rates: dict[tuple[str, str], list[float]], handlers: list[str]) -> None:
+    print(
+        "\n| handler | actions-server jobs/s | PgQueuer jobs/s | ratio per round | median |", end=""
+    )
+    print(" target |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for handler in handlers:
+        ours, theirs = rates[(handler, "actions-server")], rates[(handler, "PgQueuer")]
+        ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+        print(
+            f"| {handler} | {statistics.median(ours):,.0f} | {statistics.median(theirs):,.0f} "
+            f"| {' '.join(f'{r:.2f}' for r in ratios)} | **{statistics.median(ratios):.2f}** "
+            f"| ≥ {TARGETS[handler]:.1f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -277,19 +293,8 @@ def main() -> None:
                 )
     waits = latency(server_dsn, args.pushes, args.rate) if args.pushes else {}
 
-    print(
-        "\n| handler | actions-server jobs/s | PgQueuer jobs/s | ratio per round | median |", end=""
-    )
-    print(" target |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for handler in args.handlers:
-        ours, theirs = rates[(handler, "actions-server")], rates[(handler, "PgQueuer")]
-        ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
-        print(
-            f"| {handler} | {statistics.median(ours):,.0f} | {statistics.median(theirs):,.0f} "
-            f"| {' '.join(f'{r:.2f}' for r in ratios)} | **{statistics.median(ratios):.2f}** "
-            f"| ≥ {TARGETS[handler]:.1f} |"
-        )
+    if rates:
+        drains_table(rates, args.handlers)
     if waits:
         print(
             f"\nlatency ({args.pushes} each at {args.rate:g}/s; targets p50 ≤ 2 ms, p99 ≤ 20 ms):\n"
