@@ -25,7 +25,8 @@
    default) answers `POST /push`, whose handler pushes a job carrying the time
    it started and commits; the job's handler notes how long after that it
    started. The same for `POST /emit`: `ctx.event.emit` → the subscriber's start.
-   `--pushes` requests of each, one at a time at `--rate` per second.
+   `--pushes` requests of each, one at a time at `--rate` per second;
+   `--separate-worker` runs `serve --no-worker` and a `worker` process instead.
 
 Printed: jobs/s per round and their medians, the ratio actions-server / PgQueuer
 per round (targets ≥ 2 for append, ≥ 1.5 for insert) and the latency p50/p99
@@ -181,16 +182,25 @@ class Wait:
         return (self.started - self.pushed) * 1000
 
 
-def latency(server_dsn: str, pushes: int, rate: float) -> dict[str, list[Wait]]:
-    """From a pushing/emitting handler's start to the job's/subscriber's start."""
+def latency(
+    server_dsn: str, pushes: int, rate: float, separate: bool = False
+) -> dict[str, list[Wait]]:
+    """From a pushing/emitting handler's start to the job's/subscriber's start.
+
+    `separate`: `serve --no-worker` and a `worker` process (both on CPU 0) rather
+    than serve's own worker.
+    """
     name, dsn = fresh_database(server_dsn, "bench_peers_latency")
     out = Path(tempfile.mkdtemp(prefix="jobs_peers_")) / "out.txt"
     [port] = ports(1)
     env = {**os.environ, "DATABASE_URL": dsn, "BENCH_OUT": str(out)}
     command = [sys.executable, "-m", "actions_server.cli", "serve", "config.yaml"]
+    if separate:
+        command.append("--no-worker")
     server = subprocess.Popen(
         [*pinned(0), *command, "--port", str(port)], cwd=APP, env=env, stdout=subprocess.DEVNULL
     )
+    worker: subprocess.Popen[bytes] | None = None
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         deadline = time.monotonic() + 90
@@ -204,7 +214,10 @@ def latency(server_dsn: str, pushes: int, rate: float) -> dict[str, list[Wait]]:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("actions-server serve did not start") from None
                 time.sleep(0.2)
-        time.sleep(1)  # the warm-up job has run, the worker idles
+        if separate:  # started once serve has migrated the database
+            command = [sys.executable, "-m", "actions_server.cli", "worker", "config.yaml"]
+            worker = subprocess.Popen([*pinned(0), *command, "--no-migrate"], cwd=APP, env=env)
+        time.sleep(1.5)  # the warm-up job has run, the worker idles
         out.write_text("")
         for path in ("/push", "/emit"):
             interval, next_at = 1 / rate, time.perf_counter()
@@ -237,6 +250,8 @@ def latency(server_dsn: str, pushes: int, rate: float) -> dict[str, list[Wait]]:
             )
         return waits
     finally:
+        if worker is not None:
+            stop(worker)
         stop(server)
         shutil.rmtree(out.parent, ignore_errors=True)
         drop_database(server_dsn, name)
@@ -272,6 +287,11 @@ def main() -> None:
     parser.add_argument("--handlers", nargs="*", choices=HANDLERS, default=list(HANDLERS))
     parser.add_argument("--pushes", type=int, default=1000, help="per latency case; 0: none")
     parser.add_argument("--rate", type=float, default=200, help="pushes per second")
+    parser.add_argument(
+        "--separate-worker",
+        action="store_true",
+        help="latency: serve --no-worker plus a worker process, rather than serve alone",
+    )
     args = parser.parse_args()
     server_dsn = os.environ.get("DATABASE_URL")
     if not server_dsn:
@@ -291,7 +311,7 @@ def main() -> None:
                 print(
                     f"round {round_ + 1}: {handler:<7} {system:<15} {got:>8.0f} jobs/s", flush=True
                 )
-    waits = latency(server_dsn, args.pushes, args.rate) if args.pushes else {}
+    waits = latency(server_dsn, args.pushes, args.rate, args.separate_worker) if args.pushes else {}
 
     if rates:
         drains_table(rates, args.handlers)
