@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint typecheck unit bench clean
+.PHONY: serve dev test lint typecheck unit bench clean
 
 serve: $(VENV)/.installed-embedded  ## serve the example app on the embedded PostgreSQL
+	@echo "make serve does not reload: for reload, a line per request and an open dashboard, run make dev"
 	$(BIN)/actions-server serve config.yaml
+
+dev: $(VENV)/.installed-embedded  ## serve for development: reload on save, request log, open dashboard
+	$(BIN)/actions-server dev config.yaml
 
 test: $(VENV)/.installed-dev  ## lint, type-check and run the whole test suite
 	$(BIN)/ruff check .

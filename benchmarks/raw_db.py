@@ -49,6 +49,7 @@ async def serve(port: int, dsn: str, size: int) -> None:
     app.router.add_get("/hello", hello)
     app.router.add_post("/items", create)
     app.router.add_get("/items/{id}", get)
+    app.router.add_get("/items-autocommit/{id}", get)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

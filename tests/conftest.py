@@ -124,8 +124,10 @@ def repo() -> Path:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    """A clock that stands still at the start of an hour until the test moves it."""
+def manual_clock() -> ManualClock:
+    """A clock that stands still at the start of an hour until the test moves it.
+
+    (Not `clock`: that is the test kit's fixture, actions_server.testing.)"""
     return ManualClock()
 
 

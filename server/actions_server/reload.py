@@ -40,7 +40,7 @@ from .config import STATE_DIR, Config, load_config
 from .errors import LoadError, Problem
 from .http.app import HttpFront
 from .manifests.loader import MANIFEST_SUFFIXES
-from .registry import Registry
+from .registry import Registry, counts
 from .runtime import Runtime
 from .scheduler import Scheduler
 
@@ -301,27 +301,6 @@ class Reloader:
         )
         for problem in problems:
             log.error("%s", problem)
-
-
-def counts(registry: Registry) -> str:
-    """The app's share of `registry` (the framework's own actions left out):
-    `5 actions in 2 modules, 4 routes, 1 event subscription, 1 cron schedule`."""
-    app = {action.name for module in registry.modules for action in module.actions}
-    subscribers = sum(
-        action.name in app for actions in registry.subscriptions.values() for action in actions
-    )
-    return ", ".join(
-        (
-            f"{_n(len(app), 'action')} in {_n(len(registry.modules), 'module')}",
-            _n(len(registry.routes), "route"),
-            _n(subscribers, "event subscription"),
-            _n(len(registry.schedules), "cron schedule"),
-        )
-    )
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _files(changed: Collection[Path], config: Config, most: int = 3) -> str:

@@ -35,6 +35,7 @@ class Runtime:
     database: Database
     executor: Executor
     dsn: str
+    listen_dsn: str  # for LISTEN: `database.listen_url`, or `dsn`
 
 
 def resolve_dsn(config: Config) -> str:
@@ -70,6 +71,7 @@ async def open_runtime(
             acquire_timeout=pool.acquire_timeout_seconds,
             statement_timeout=config.database.statement_timeout_seconds,
             name=config.app,
+            transaction_pooling=config.database.transaction_pooling,
         )
         await database.open()
         stack.push_async_callback(database.close)
@@ -87,7 +89,13 @@ async def open_runtime(
         recorder = None
         if config.runs.enabled:
             level = logging.getLevelName(config.logging.level.upper())
-            recorder = RunRecorder(dsn, config.runs, redactor, min_level=level)
+            recorder = RunRecorder(
+                dsn,
+                config.runs,
+                redactor,
+                min_level=level,
+                prepare=not config.database.transaction_pooling,
+            )
             recorder.start()
             # Closed before the pool (LIFO): the last runs are flushed first.
             stack.push_async_callback(recorder.close)
@@ -115,4 +123,5 @@ async def open_runtime(
             database=database,
             executor=executor,
             dsn=dsn,
+            listen_dsn=config.database.listen_url or dsn,
         )

@@ -5,8 +5,11 @@ Start-up order: config → manifests → database (embedded or URL) → migratio
 migrations once, then starts N processes that each load the manifests and
 serve; the parent forwards SIGTERM/SIGINT and exits when they have.
 
-Shutdown (SIGTERM or SIGINT): stop accepting, let in-flight requests finish
-within `server.shutdown_grace_seconds`, close the pool, exit 0.
+Shutdown (SIGTERM or SIGINT): first, for `server.drain_seconds`, /readyz answers
+503 while requests are still served, each answer closing its connection (a load
+balancer's health checks take the instance out meanwhile); then stop accepting,
+close idle keep-alive connections, let in-flight requests finish within
+`server.shutdown_grace_seconds`, close the pool, exit 0.
 
 With `--reload` (development, one process) a Reloader (reload.py) watches the
 app's files and swaps each valid change into the running HTTP front, executor
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import gc
 import ipaddress
 import logging
@@ -41,6 +45,7 @@ from .http.app import HttpFront, create_server
 from .logs import configure_logging
 from .metrics import SHARED_DIR_ENV, share_last, share_while_running
 from .queue.worker import Worker
+from .registry import counts
 from .runtime import Runtime, open_runtime
 from .scheduler import Scheduler
 
@@ -56,6 +61,9 @@ class ServeOptions:
     http: bool = True  # False: `actions-server worker`
     jobs: bool = True  # the worker and the scheduler; False: `serve --no-worker`
     reload: bool = False  # `serve --reload`: swap in the app's changes (one process only)
+    dev: bool = (
+        False  # `actions-server dev`: a line per request, banner, open dashboard on loopback
+    )
 
 
 def run_loop(main: Coroutine[Any, Any, Any]) -> Any:
@@ -81,12 +89,18 @@ async def serve_forever(
     async with open_runtime(
         config, registry, dsn=dsn, migrate=migrate, migrate_app=options.migrate_app
     ) as runtime:
+        if options.dev and options.migrate_app and migrate:
+            await seed_for_development(runtime)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         runner, front = await _start_http(runtime, options) if http else (None, None)
-        worker = Worker(runtime.executor, runtime.database, config.queue, dsn=dsn) if jobs else None
+        worker = (
+            Worker(runtime.executor, runtime.database, config.queue, dsn=runtime.listen_dsn)
+            if jobs
+            else None
+        )
         scheduler = Scheduler(config, registry, runtime.database) if jobs else None
         working = asyncio.create_task(worker.run(stop)) if worker else None
         if scheduler:
@@ -101,6 +115,13 @@ async def serve_forever(
             settle_heap()
         try:
             await stop.wait()
+            if front is not None and config.server.drain_seconds > 0:
+                front.draining = True
+                log.info(
+                    "draining for %gs: /readyz answers 503, requests are still served",
+                    config.server.drain_seconds,
+                )
+                await asyncio.sleep(config.server.drain_seconds)
             log.info("shutting down: finishing in-flight requests and jobs")
         finally:
             if scheduler:
@@ -115,6 +136,19 @@ async def serve_forever(
             )
             await sharing
             share_last()
+
+
+async def seed_for_development(runtime: Runtime) -> None:
+    """`dev` runs the seeds that have not run, so the app can be tried at once."""
+    from .seeds import run_seeds
+
+    report = await run_seeds(runtime)
+    for name in report.changed:
+        log.warning(
+            "seed %s changed since it ran, and was not run again "
+            "(actions-server seed --fresh runs every seed again)",
+            name,
+        )
 
 
 def settle_heap() -> None:
@@ -134,23 +168,56 @@ def settle_heap() -> None:
 async def _start_http(runtime: Runtime, options: ServeOptions) -> tuple[web.BaseRunner, HttpFront]:
     config = runtime.config
     access_log = logging.getLogger("actions_server.access") if config.server.access_log else None
-    server, front = create_server(runtime, access_log=access_log)
+    server, front = create_server(runtime, dev=options.dev, access_log=access_log)
     runner = web.ServerRunner(
         server, handle_signals=False, shutdown_timeout=config.server.shutdown_grace_seconds
     )
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port, reuse_port=options.workers > 1)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        if exc.errno == errno.EADDRINUSE:
+            raise ActionsServerError(
+                f"port {options.port} on {options.host} is already in use: stop what listens "
+                "there, or choose another port with --port"
+            ) from None
+        raise ActionsServerError(f"cannot listen on {options.host}:{options.port}: {exc}") from None
     registry = runtime.registry
+    port = bound_port(runner) or options.port
     log.info(
-        "serving %s on http://%s:%d (%d actions, %d routes)",
+        "serving %s on http://%s:%d (%s)",
         config.app,
         options.host,
-        bound_port(runner) or options.port,
-        len(registry.actions),
-        len(registry.routes),
+        port,
+        counts(registry),
     )
+    if options.dev:
+        log.info("%s", banner(config, options.host, port))
     return runner, front
+
+
+def banner(config: Config, host: str, port: int) -> str:
+    """What a developer needs at start-up: the URLs that matter and how to get a token."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)
+    base = f"http://{shown}:{port}"
+    rows = [("API", f"{base}/"), ("Docs", f"{base}/docs  (try each action; /openapi.json)")]
+    if config.dashboard.enabled:
+        rows.append(
+            ("Dashboard", f"{base}{config.dashboard.path}  (no token needed from this machine)")
+        )
+    if config.metrics.enabled:
+        rows.append(("Metrics", f"{base}/metrics"))
+    roles = [r for r in config.auth.roles if not r.startswith("org:")]
+    role = f" --role {roles[0]}" if roles else ""
+    where = "" if config.file.name == "config.yaml" else f" {config.file.name}"
+    rows.append(("Token", f"actions-server token{where} --user ID{role}"))
+    rows.append(("Reload", "on: each saved change to the app is swapped in"))
+    width = max(len(name) for name, _ in rows)
+    return "development server ready\n" + "\n".join(
+        f"  {name:<{width}}  {value}" for name, value in rows
+    )
 
 
 def bound_port(runner: web.BaseRunner) -> int | None:

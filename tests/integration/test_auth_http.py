@@ -296,13 +296,13 @@ async def serve_custom(
 
 
 @pytest.fixture
-async def hs_app(tmp_path: Path, database: str, clock: ManualClock) -> AsyncIterator[Client]:
+async def hs_app(tmp_path: Path, database: str, manual_clock: ManualClock) -> AsyncIterator[Client]:
     """Its rate-limit windows are cut by `clock`, which stands still until a test moves it."""
     section = (
         f"{{secret: {SECRET}, algorithms: [HS256], audience: api, issuer: 'https://id.example'}}"
     )
     async with await serve_custom(
-        tmp_path, database, section, "{trusted_proxies: [127.0.0.1]}", clock
+        tmp_path, database, section, "{trusted_proxies: [127.0.0.1]}", manual_clock
     ) as client:
         yield client
 
@@ -325,16 +325,18 @@ async def test_missing_role_is_403(hs_app: Client) -> None:
     assert (status, error(body)) == (403, ("forbidden", "missing role 'editor'"))
 
 
-async def test_rate_limit_answers_429_then_resets(hs_app: Client, clock: ManualClock) -> None:
+async def test_rate_limit_answers_429_then_resets(
+    hs_app: Client, manual_clock: ManualClock
+) -> None:
     user = hs_app.as_(hs256(claims(aud="api", iss="https://id.example")))
     assert [(await user.get("/limited"))[0] for _ in range(2)] == [200, 200]
     status, body, response = await user.get("/limited")
     assert (status, body["error"]["code"]) == (429, "rate_limited")
     assert response.headers["Retry-After"] == "60"  # the clock stands at a window's start
-    clock.advance(59.5)
+    manual_clock.advance(59.5)
     status, _, response = await user.get("/limited")
     assert (status, response.headers["Retry-After"]) == (429, "1")  # rounded up, never 0
-    clock.advance(0.5)  # the next window
+    manual_clock.advance(0.5)  # the next window
     assert [(await user.get("/limited"))[0] for _ in range(3)] == [200, 200, 429]
 
 

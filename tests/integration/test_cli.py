@@ -33,7 +33,8 @@ def test_validate_ok() -> None:
     result = run("validate", str(REPO / "config.yaml"))
     assert result.exit_code == 0
     assert (
-        result.output.strip() == "ok: saas-example: 32 actions in 9 modules, 25 routes, 2 MCP tools"
+        result.output.strip()
+        == "ok: saas-example: 33 actions in 9 modules, 25 routes, 5 event subscriptions, 3 cron schedules, 2 MCP tools"
     )
 
 

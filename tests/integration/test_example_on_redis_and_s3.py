@@ -58,7 +58,7 @@ async def app(
     tmp_path: Path,
     backends: Backends,
     redis_url: str,
-    clock: ManualClock,
+    manual_clock: ManualClock,
 ) -> AsyncIterator[Client]:
     (tmp_path / "config.yaml").write_text(
         "app: sections\n"
@@ -74,7 +74,7 @@ async def app(
     )
     sections = load_config(tmp_path / "config.yaml", env={})
     config = dataclasses.replace(example_config, kv=sections.kv, storage=sections.storage)
-    async with serving(config, database, clock=clock) as client:
+    async with serving(config, database, clock=manual_clock) as client:
         yield client
 
 
@@ -167,7 +167,7 @@ async def test_plan_features_are_cached_in_redis_until_the_plan_changes(
 
 
 async def test_login_attempts_are_counted_in_redis(
-    app: Client, database: str, backends: Backends, clock: ManualClock
+    app: Client, database: str, backends: Backends, manual_clock: ManualClock
 ) -> None:
     await signup(app, "owner@example.com")
     wrong = {"email": "owner@example.com", "password": "not the password"}
@@ -178,11 +178,11 @@ async def test_login_attempts_are_counted_in_redis(
     assert response.headers["Retry-After"] == "60"
 
     [counter] = backends.redis.keys(f"{backends.prefix}actions_server:rate:auth.login|*")
-    assert counter.decode().endswith(f"|ip:127.0.0.1|{clock.now:.0f}")
+    assert counter.decode().endswith(f"|ip:127.0.0.1|{manual_clock.now:.0f}")
     assert int(backends.redis.get(counter) or 0) == 11
     assert 0 < backends.redis.pttl(counter) <= 61_000  # the window, and a second to spare
     assert query(database, "SELECT count(*) AS n FROM actions_server.kv") == [{"n": 0}]
 
-    clock.advance(60)  # the next window: counting starts again
+    manual_clock.advance(60)  # the next window: counting starts again
     right = {"email": "owner@example.com", "password": "correct horse"}
     assert (await app.post("/auth/login", json=right))[0] == 200

@@ -116,7 +116,7 @@ async def test_the_cli_cancels_a_running_job(app: Client, empty_database: str) -
         result = await asyncio.to_thread(
             CliRunner().invoke,
             main,
-            ["jobs", config, "cancel", str(job_id)],
+            ["jobs", "cancel", config, str(job_id)],
             env={"DATABASE_URL": empty_database},
         )
         assert result.exit_code == 0, result.output
@@ -125,7 +125,7 @@ async def test_the_cli_cancels_a_running_job(app: Client, empty_database: str) -
     again = await asyncio.to_thread(
         CliRunner().invoke,
         main,
-        ["jobs", config, "cancel", str(job_id)],
+        ["jobs", config, "cancel", str(job_id)],  # the order of before still works
         env={"DATABASE_URL": empty_database},
     )
     assert again.exit_code == 1

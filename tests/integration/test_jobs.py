@@ -66,6 +66,9 @@ actions:
     handler: PKG.handlers:garbled
     retry: {attempts: 1}
     triggers: [{event: job.garbled}]
+  - name: q.sleepy
+    handler: PKG.handlers:sleepy
+    triggers: [{event: job.sleepy}]
   - name: q.onThing
     handler: PKG.handlers:on_thing
     triggers: [{event: thing.happened}]
@@ -132,6 +135,10 @@ async def emit_around_savepoint(input, ctx):
 
 async def garbled(input, ctx):
     raise RuntimeError("NUL \\x00 and a lone surrogate \\ud800")
+
+async def sleepy(input, ctx):
+    await ctx.db.raw("SELECT 1")  # the run's transaction begins here
+    await asyncio.sleep(0.3)
 
 async def on_thing(input, ctx):
     await record(ctx, ctx.run.action, input["n"])
@@ -460,3 +467,16 @@ async def test_a_stale_claim_cannot_finish_the_jobs_next_claim(
         await store.release(conn, [stale])
         assert await store.status_of(conn, first["id"]) == "running"
         assert await store.complete(conn, [current]) == {first["id"]}
+
+
+async def test_a_jobs_finish_time_is_when_its_run_ended_not_when_its_transaction_began(
+    app: Client, empty_database: str
+) -> None:
+    assert (await app.post("/push", json={"name": "sleepy"}))[0] == 200
+    async with working(app):
+        assert await eventually(lambda: unfinished_jobs(empty_database) == 0)
+    [job] = query(
+        empty_database,
+        "SELECT extract(epoch FROM finished_at - started_at) AS seconds FROM actions_server.jobs",
+    )
+    assert job["seconds"] >= 0.3

@@ -131,7 +131,7 @@ async def working(client: Client, **queue: Any) -> AsyncIterator[Worker]:
     """Run a job worker for the served app until the block ends (queue settings overridable)."""
     runtime = client.runtime
     config = dataclasses.replace(runtime.config.queue, **queue)
-    worker = Worker(runtime.executor, runtime.database, config, dsn=runtime.dsn)
+    worker = Worker(runtime.executor, runtime.database, config, dsn=runtime.listen_dsn)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:

@@ -64,6 +64,15 @@ class ThrowawayPostgres:
         self.pgdata: Path = self._server.pgdata
         self.socket_dir: Path = info.socket_dir
         self.dsn: str = self._server.get_uri()
+        self._listen = ["-o", '-h ""']
+
+    def listen_on_tcp(self, port: int, max_connections: int = 100) -> str:
+        """Restart listening on 127.0.0.1:`port` too (for PgBouncer); the new DSN."""
+        self.stop()
+        self._listen = ["-o", f"-h 127.0.0.1 -p {port} -c max_connections={max_connections}"]
+        self.start()
+        self.dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        return self.dsn
 
     def pid(self) -> int:
         """The postmaster's process id."""
@@ -82,8 +91,7 @@ class ThrowawayPostgres:
         _commands.pg_ctl(
             [
                 "-w",
-                "-o",
-                '-h ""',
+                *self._listen,
                 "-o",
                 f"-k {self.socket_dir}",
                 "-l",

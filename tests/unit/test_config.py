@@ -150,3 +150,19 @@ def test_app_is_required(tmp_path: Path) -> None:
 
 def test_unquoted_dates_stay_strings(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "app: 2024-01-01\n")).app == "2024-01-01"
+
+
+def test_transaction_pooling_needs_a_direct_url_for_listen(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "app: a\ndatabase:\n  url: postgresql://h:6432/db\n  transaction_pooling: true\n"
+    )
+    with pytest.raises(LoadError) as caught:
+        load_config(path, env={})
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:4: database.transaction_pooling: LISTEN cannot go through a transaction "
+        "pooler; set database.listen_url to a direct connection to PostgreSQL"
+    ]
+    path.write_text(path.read_text() + "  listen_url: postgresql://h:5432/db\n")
+    database = load_config(path, env={}).database
+    assert database.transaction_pooling
+    assert database.listen_url == "postgresql://h:5432/db"

@@ -7,7 +7,6 @@ dict lookup instead of the ~40 µs of a signature check.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -15,6 +14,7 @@ from typing import Any
 
 import jwt
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..config import JwtConfig
 from ..errors import ActionError, ActionsServerError
 from .principal import ORG_ROLE_PREFIX, USER_KIND, Principal
@@ -65,12 +65,15 @@ class TokenVerifier:
         self._cache: dict[str, tuple[Principal, float]] = {}
         # exp is required: a token that never expires cannot be taken back.
         self._options = {"require": ["sub", "exp"], "verify_aud": config.audience is not None}
+        # A test kit's clock (actions_server.testing) replaces this; PyJWT reads the
+        # system's time, so with another clock exp and nbf are checked here instead.
+        self.clock: Clock = SYSTEM_CLOCK
 
     def verify(self, token: str) -> Principal:
         cached = self._cache.get(token)
         if cached is not None:
             principal, expires = cached
-            if time.time() <= expires:
+            if self.clock() <= expires:
                 if self.revoked and self.revoked.refuses(principal.claims):
                     raise TokenError("the token has been revoked")
                 return principal
@@ -90,6 +93,10 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
             key = self._key_for(header)
+            own_clock = self.clock is not SYSTEM_CLOCK
+            options = self._options
+            if own_clock:
+                options = {**options, "verify_exp": False, "verify_nbf": False, "verify_iat": False}
             claims = jwt.decode(
                 token,
                 key,
@@ -97,8 +104,10 @@ class TokenVerifier:
                 audience=self.config.audience,
                 issuer=self.config.issuer,
                 leeway=self.config.leeway_seconds,
-                options=self._options,  # type: ignore[arg-type]
+                options=options,  # type: ignore[arg-type]
             )
+            if own_clock:
+                _check_times(claims, self.clock(), self.config.leeway_seconds)
         except jwt.ExpiredSignatureError:
             raise TokenError("the token has expired") from None
         except jwt.ImmatureSignatureError:
@@ -158,6 +167,15 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     )
 
 
+def _check_times(claims: Mapping[str, Any], now: float, leeway: float) -> None:
+    """What PyJWT checks of exp and nbf, against another clock than the system's."""
+    if float(claims["exp"]) <= now - leeway:
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    nbf = claims.get("nbf")
+    if nbf is not None and float(nbf) > now + leeway:
+        raise jwt.ImmatureSignatureError("The token is not yet valid (nbf)")
+
+
 def _expiry(claims: Mapping[str, Any], leeway: float) -> float:
     """Until when a verified token may be served from the cache."""
     return float(claims["exp"]) + leeway
@@ -168,6 +186,7 @@ class TokenIssuer:
 
     def __init__(self, config: JwtConfig) -> None:
         self.config = config
+        self.clock: Clock = SYSTEM_CLOCK  # a test kit's clock replaces it
 
     def issue(
         self,
@@ -184,7 +203,7 @@ class TokenIssuer:
         key = self.config.secret if self.config.is_hmac else self.config.private_key
         if not key:
             raise AuthSetupError(f"auth.jwt needs private_key to sign {algorithm} tokens")
-        now = int(time.time())
+        now = int(self.clock())
         payload: dict[str, Any] = {
             **(claims or {}),
             "sub": str(user_id),

@@ -6,7 +6,7 @@ migration) print what is wrong and exit 1 without a traceback. One module per
 group of commands; each registers its commands on `main`.
 """
 
-from . import inspect, mcp, operate, run, serving
+from . import inspect, mcp, operate, run, scaffold, serving
 from .common import main
 
-__all__ = ["inspect", "main", "mcp", "operate", "run", "serving"]
+__all__ = ["inspect", "main", "mcp", "operate", "run", "scaffold", "serving"]

@@ -23,9 +23,90 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
+DEFAULT_CONFIG = "config.yaml"
+_CONFIG_SUFFIXES = (".yaml", ".yml")
+
 config_argument = click.argument(
-    "config_file", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path)
+    "config_file",
+    metavar="[CONFIG]",
+    type=click.Path(dir_okay=False, path_type=Path),
 )
+
+
+def _looks_like_config(word: str) -> bool:
+    return word.lower().endswith(_CONFIG_SUFFIXES)
+
+
+def _given(value: object) -> bool:
+    """Whether click's parser found a value (it marks the rest with None or a sentinel)."""
+    return isinstance(value, str) or (isinstance(value, tuple) and bool(value))
+
+
+class ConfigCommand(click.Command):
+    """A command whose first argument, CONFIG, may be left out when it is `config.yaml`.
+
+    The first positional word is taken as CONFIG when it ends in `.yaml` or
+    `.yml`, or when every argument of the command is given; otherwise
+    `config.yaml` (in the current folder) is put in front. Options may come
+    anywhere, as click allows.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        declared = [p for p in self.params if isinstance(p, click.Argument)]
+        takes_config = bool(declared) and declared[0].name == "config_file"
+        if takes_config and not any(a in ("-h", "--help") for a in args):
+            try:
+                values: dict[str, Any] | None = self.make_parser(ctx).parse_args(args=list(args))[0]
+            except click.UsageError:
+                values = None  # let the real parse report it
+            if values is not None:
+                given = sum(1 for p in declared if _given(values.get(p.name or "")))
+                first = values.get("config_file")
+                if given == 0 or (not _looks_like_config(str(first)) and given < len(declared)):
+                    if not Path(DEFAULT_CONFIG).is_file():
+                        raise click.UsageError(
+                            f"no {DEFAULT_CONFIG} in {Path.cwd()}: run this in the app's folder, "
+                            f"or name the config file ({ctx.command_path} PATH.yaml)",
+                            ctx,
+                        )
+                    args = [DEFAULT_CONFIG, *args]
+        return super().parse_args(ctx, args)
+
+
+class FullHelpGroup(click.Group):
+    """Lists each command with its whole first paragraph, not click's 45 characters."""
+
+    command_class = ConfigCommand
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is None or command.hidden:
+                continue
+            rows.append((name, command.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class ConfigGroup(FullHelpGroup):
+    """A group of commands that each take [CONFIG]: `jobs list [CONFIG]`.
+
+    The older order, CONFIG before the command (`jobs config.yaml list`), is
+    still understood: a first word that names no command but a config file is
+    moved after the command.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if (
+            len(args) >= 2
+            and args[0] not in self.commands
+            and _looks_like_config(args[0])
+            and args[1] in self.commands
+        ):
+            args = [args[1], args[0], *args[2:]]
+        return super().parse_args(ctx, args)
 
 
 @contextmanager
@@ -53,10 +134,18 @@ def _load(config_file: Path, log_to: TextIO | None = None) -> tuple[Config, Regi
     return config, load_app(config)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=FullHelpGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="actions-server")
 def main() -> None:
-    """A declarative, YAML-driven action server."""
+    """A declarative, YAML-driven action server.
+
+    Every command that reads an app takes its config file as [CONFIG], which
+    defaults to config.yaml in the current folder. Groups put the command first:
+    `jobs list [CONFIG]`, `mail list [CONFIG]`, `token issue [CONFIG]`.
+    """
 
 
 def caller_option(func: F) -> F:
@@ -112,15 +201,18 @@ def caller_from(
     return Caller(principal=principal, org_header=org_id)
 
 
-class DefaultGroup(click.Group):
+class DefaultGroup(ConfigGroup):
     """A group whose `default` command runs when the first word names no command:
-    `token CONFIG --user U` means `token issue CONFIG --user U`."""
+    `token --user U` means `token issue --user U`."""
 
     def __init__(self, *args: Any, default: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.default = default
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+        moved = len(args) >= 2 and _looks_like_config(args[0]) and args[1] in self.commands
+        if not args or (
+            args[0] not in self.commands and args[0] not in ("-h", "--help") and not moved
+        ):
             args = [self.default, *args]
         return super().parse_args(ctx, args)

@@ -10,6 +10,7 @@ import click
 
 from ..jsonutil import dumps_pretty
 from ..manifests.loader import manifest_schema
+from ..registry import counts
 from .common import _load, config_argument, main, user_errors
 
 
@@ -19,10 +20,8 @@ def validate_command(config_file: Path) -> None:
     """Check the config and every manifest; list every problem (exit 1 if any)."""
     with user_errors():
         config, registry = _load(config_file)
-        actions = sum(len(module.actions) for module in registry.modules)
-        counts = f"{actions} actions in {len(registry.modules)} modules"
         tools = f", {len(registry.tools)} MCP tools" if registry.tools else ""
-        click.echo(f"ok: {config.app}: {counts}, {len(registry.routes)} routes{tools}")
+        click.echo(f"ok: {config.app}: {counts(registry)}{tools}")
 
 
 @main.command("routes")
@@ -40,6 +39,7 @@ def routes_command(config_file: Path) -> None:
         click.echo(
             "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
         )
+    click.echo(f"({counts(registry)})")
 
 
 @main.command("openapi")

@@ -13,15 +13,12 @@ import click
 from ..config import load_config
 from ..logs import configure_logging
 from ..serving import run_loop
-from .common import config_argument, main, user_errors
+from .common import ConfigGroup, config_argument, main, user_errors
 
 
-@main.group("jobs")
-@config_argument
-@click.pass_context
-def jobs_group(ctx: click.Context, config_file: Path) -> None:
-    """List, retry and cancel jobs."""
-    ctx.obj = config_file
+@main.group("jobs", cls=ConfigGroup)
+def jobs_group() -> None:
+    """List, retry and cancel jobs: `jobs list [CONFIG]`."""
 
 
 def with_connection(config_file: Path, work: Callable[[Any], Any]) -> Any:
@@ -47,9 +44,9 @@ def with_connection(config_file: Path, work: Callable[[Any], Any]) -> Any:
 
 
 @jobs_group.command("list")
+@config_argument
 @click.option("--status", type=click.Choice(["queued", "running", "done", "dead", "cancelled"]))
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.pass_obj
 def jobs_list(config_file: Path, status: str | None, limit: int) -> None:
     """The newest jobs, one line each (with the last error of failed ones)."""
     from ..queue import store
@@ -68,9 +65,9 @@ def jobs_list(config_file: Path, status: str | None, limit: int) -> None:
 
 
 @jobs_group.command("retry")
+@config_argument
 @click.argument("job_id", type=int, required=False)
 @click.option("--all-dead", is_flag=True, help="Retry every dead job.")
-@click.pass_obj
 def jobs_retry(config_file: Path, job_id: int | None, all_dead: bool) -> None:
     """Queue a dead (or cancelled) job again, with its attempts reset."""
     from ..queue import store
@@ -97,8 +94,8 @@ def jobs_retry(config_file: Path, job_id: int | None, all_dead: bool) -> None:
 
 
 @jobs_group.command("cancel")
+@config_argument
 @click.argument("job_id", type=int)
-@click.pass_obj
 def jobs_cancel(config_file: Path, job_id: int) -> None:
     """Cancel a job: a queued or dead one at once; a running one is stopped by its
     worker at the handler's next await (within a heartbeat at worst)."""
@@ -115,9 +112,9 @@ def jobs_cancel(config_file: Path, job_id: int) -> None:
         click.echo(f"cancelled job {job_id}")
 
 
-@main.group("mail")
+@main.group("mail", cls=ConfigGroup)
 def mail_group() -> None:
-    """The outbox of the development mail transport."""
+    """The outbox of the development mail transport: `mail list [CONFIG]`."""
 
 
 @mail_group.command("list")

@@ -47,7 +47,16 @@ def semantic_problems(data: dict[str, Any], doc: SourceDoc, root: Path) -> list[
         problems.append(
             doc.problem(("kv",), "kv: the redis backend needs a url (redis://host:6379/0)")
         )
-    pool = data.get("database", {}).get("pool", {})
+    database = data.get("database", {})
+    if database.get("transaction_pooling") and not database.get("listen_url"):
+        problems.append(
+            doc.problem(
+                ("database", "transaction_pooling"),
+                "database.transaction_pooling: LISTEN cannot go through a transaction pooler; "
+                "set database.listen_url to a direct connection to PostgreSQL",
+            )
+        )
+    pool = database.get("pool", {})
     if pool.get("min", 1) > pool.get("max", 10):
         problems.append(
             doc.problem(("database", "pool", "min"), "database.pool.min is larger than max")

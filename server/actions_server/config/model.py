@@ -39,6 +39,9 @@ class ServerConfig:
     port: int = 8080
     max_body_bytes: int = 10 * 1024 * 1024
     shutdown_grace_seconds: float = 30.0
+    # After SIGTERM, /readyz answers 503 this long while requests are still served
+    # (each answer closing its connection), so a load balancer stops sending first.
+    drain_seconds: float = 0.0
     body_timeout_seconds: float = 30.0
     action_timeout_seconds: float = 60.0  # for HTTP runs without their own timeout_seconds
     header_timeout_seconds: float = 15.0  # a request head not in by then: 408, closed
@@ -63,6 +66,11 @@ class DatabaseConfig:
     pool: PoolConfig = field(default_factory=PoolConfig)
     statement_timeout_seconds: float | None = 30.0
     role: str | None = None  # SET LOCAL ROLE for every run, so RLS applies
+    # A direct connection for LISTEN (a transaction pooler cannot carry it); None: `url`.
+    listen_url: str | None = None
+    # `url` is a transaction pooler (PgBouncer pool_mode=transaction): no prepared
+    # statements, no session-level settings, statement_timeout by SET LOCAL.
+    transaction_pooling: bool = False
 
     @property
     def is_embedded(self) -> bool:
@@ -242,11 +250,13 @@ class Config:
     """The whole, validated configuration. Paths are absolute."""
 
     app: str
+    version: str | None = None  # the app's; see app_version()
     file: Path
     root: Path
     actions: tuple[str, ...] = ("actions/",)
     schemas: Path | None = None
     migrations: Path | None = None
+    seeds: Path | None = None
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)

@@ -24,7 +24,9 @@ from aiohttp import web
 
 from ..auth import Auth, AuthContext, TokenError
 from ..config import Config, JwtConfig
-from ..http.caller import in_networks, parse_networks
+from ..http.caller import in_networks, parse_networks, scraper_allowed
+
+LOOPBACK = parse_networks(["127.0.0.0/8", "::1/128"])
 
 COOKIE = "actions_server_dashboard"
 
@@ -95,6 +97,12 @@ def from_elsewhere(request: web.BaseRequest) -> bool:
     if origin is None:
         return False  # not a browser, or an old one: the CSRF token still applies
     return origin == "null" or urlsplit(origin).netloc.lower() != request.host.lower()
+
+
+def from_loopback(request: web.BaseRequest) -> bool:
+    """Whether a browser on this machine asks directly, not through a proxy (a proxy on
+    loopback relays the whole world)."""
+    return scraper_allowed(request, LOOPBACK)
 
 
 def _key_material(jwt: JwtConfig) -> bytes:

@@ -4,7 +4,10 @@ Each file is applied once, in file-name order, in its own transaction, and
 recorded in `actions_server.migrations` with a SHA-256 of its text. A file
 changed after it was applied is an error (write a new migration instead).
 Instances starting together serialise on an advisory lock, so each file runs
-exactly once however many processes start.
+exactly once however many processes start. The lock is transaction-level
+(`pg_advisory_xact_lock`), taken again by each migration's transaction, which
+checks once more whether another process applied it meanwhile: nothing depends
+on the session, so migrations run through a transaction pooler (PgBouncer) too.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ _LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"actions_server.migrate").digest()[:8], "big", signed=True
 )
 
+_LOCK = "SELECT pg_advisory_xact_lock(%s)"
 _BOOTSTRAP = """
 CREATE SCHEMA IF NOT EXISTS actions_server;
 CREATE TABLE IF NOT EXISTS actions_server.migrations (
@@ -82,48 +86,64 @@ async def apply_migrations(
     pending = discover(FRAMEWORK_SQL, "framework") + discover(app_folder, "app")
     applied_now: list[str] = []
     try:
-        connection = await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=10)
+        # No server-side prepared statements: the URL may be a transaction pooler.
+        connection = await psycopg.AsyncConnection.connect(
+            dsn, autocommit=True, connect_timeout=10, prepare_threshold=None
+        )
     except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
         reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise DatabaseUnavailable(
             f"cannot connect to the database ({describe_dsn(dsn)}): {reason}"
         ) from None
     async with connection as conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
-        try:
+        async with conn.transaction():
+            await conn.execute(_LOCK, (_LOCK_KEY,))
             await conn.execute(_BOOTSTRAP)
-            cursor = await conn.execute(
-                "SELECT scope, name, checksum FROM actions_server.migrations"
-            )
-            done = {(scope, name): checksum for scope, name, checksum in await cursor.fetchall()}
-            for migration in pending:
-                recorded = done.get((migration.scope, migration.name))
-                if recorded is not None:
-                    if recorded != migration.checksum:
-                        raise MigrationError(
-                            f"migration {migration.path} was changed after it was applied "
-                            "(its checksum differs); put the change in a new migration file"
-                        )
-                    continue
-                await _apply(conn, migration)
+        cursor = await conn.execute("SELECT scope, name, checksum FROM actions_server.migrations")
+        done = {(scope, name): checksum for scope, name, checksum in await cursor.fetchall()}
+        for migration in pending:
+            recorded = done.get((migration.scope, migration.name))
+            if recorded is not None:
+                _check_unchanged(migration, recorded)
+                continue
+            if await _apply(conn, migration):
                 applied_now.append(f"{migration.scope}:{migration.name}")
                 if migration.scope == "app":
                     log.info("applied migration %s", migration.name)
-            if run_role:
+        if run_role:
+            async with conn.transaction():
+                await conn.execute(_LOCK, (_LOCK_KEY,))
                 await _grant_framework_tables(conn, run_role)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
 
 
-async def _apply(conn: psycopg.AsyncConnection[tuple[object, ...]], migration: Migration) -> None:
+def _check_unchanged(migration: Migration, recorded: str) -> None:
+    if recorded != migration.checksum:
+        raise MigrationError(
+            f"migration {migration.path} was changed after it was applied "
+            "(its checksum differs); put the change in a new migration file"
+        )
+
+
+async def _apply(conn: psycopg.AsyncConnection[tuple[object, ...]], migration: Migration) -> bool:
+    """Apply `migration` unless another process did since we looked; whether we did."""
     try:
         async with conn.transaction():
+            await conn.execute(_LOCK, (_LOCK_KEY,))
+            cursor = await conn.execute(
+                "SELECT checksum FROM actions_server.migrations WHERE scope = %s AND name = %s",
+                (migration.scope, migration.name),
+            )
+            row = await cursor.fetchone()
+            if row is not None:
+                _check_unchanged(migration, str(row[0]))
+                return False
             await conn.execute(migration.sql.encode())
             await conn.execute(
                 "INSERT INTO actions_server.migrations (scope, name, checksum) VALUES (%s, %s, %s)",
                 (migration.scope, migration.name, migration.checksum),
             )
+        return True
     except psycopg.Error as exc:
         where = _line_of(migration.sql, _position(exc))
         message = exc.diag.message_primary or str(exc)

@@ -21,11 +21,21 @@ its setting, and empty until used):
   run holds a connection; from the run pool they could wait for each other),
   `/metrics`, the dashboard (DETACHED_POOL_SIZE).
 Readiness has a connection of its own (health.Readiness).
+
+Through a transaction pooler (`database.transaction_pooling`, PgBouncer's
+pool_mode=transaction) consecutive transactions of one client connection may
+run on different server connections, and a server connection passes from one
+client to another: nothing may rely on session state. So psycopg never prepares
+statements on the server (`prepare_threshold=None`), the statement timeout is
+sent as `SET LOCAL` with each run's BEGIN rather than as a startup option (which
+PgBouncer refuses), and runs set their role and settings only transaction-locally
+(db/session.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -41,7 +51,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import DatabaseUnavailable, ServerBusy
 from ..jsonutil import dumps_for_db
-from .health import Breaker, Readiness, answers
+from .health import Breaker, Readiness
 
 log = logging.getLogger("actions_server.db")
 
@@ -88,6 +98,20 @@ class _Stalled(Exception):
     """The database accepted the work but did not answer in time."""
 
 
+class _Progress:
+    """How far a pipelined first statement got: whether the server answered BEGIN."""
+
+    __slots__ = ("begin", "task")
+
+    def __init__(self) -> None:
+        self.begin: Cursor | None = None
+        self.task: asyncio.Future[Cursor] | None = None
+
+    @property
+    def begun(self) -> bool:
+        return self.begin is not None and self.begin.pgresult is not None
+
+
 class FirstStatementFailed(Exception):
     """The run's first statement failed (`acquire_with`); the connection is the run's."""
 
@@ -109,9 +133,11 @@ class Database:
         acquire_timeout: float = 5.0,
         statement_timeout: float | None = None,
         name: str = "actions-server",
+        transaction_pooling: bool = False,
     ) -> None:
         self.dsn = dsn
         self.name = name
+        self.transaction_pooling = transaction_pooling
         self.acquire_timeout = acquire_timeout
         self.options: dict[str, Any] = {
             # Bound the ways a network can hang a connection (ignored on Unix sockets):
@@ -123,8 +149,15 @@ class Database:
             "keepalives_count": 3,
             "tcp_user_timeout": 30_000,
         }
+        # Statements a transactional run sends after BEGIN, before its own setup.
+        self.run_setup: tuple[Statement, ...] = ()
         run_options = dict(self.options)
-        if statement_timeout is not None:
+        if transaction_pooling:
+            self.options["prepare_threshold"] = None
+            run_options["prepare_threshold"] = None
+            if statement_timeout is not None:
+                self.run_setup = (timeout_statement(statement_timeout),)
+        elif statement_timeout is not None:
             run_options["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
         self._run_options = run_options
         self.breaker = Breaker(dsn, self.options)
@@ -134,6 +167,8 @@ class Database:
         self.control_pool = self._pool("control", 0, CONTROL_POOL_SIZE, self.options)
         self.detached_pool = self._pool("detached", 0, DETACHED_POOL_SIZE, self.options)
         self._background: set[asyncio.Future[None]] = set()
+        # Connections whose work was abandoned: they go back when that work ends.
+        self._abandoned: set[Connection] = set()
         # Runs waiting for a connection, and those of them _wake_waiters cancelled.
         self._waiting: set[asyncio.Task[Any]] = set()
         self._woken: set[asyncio.Task[Any]] = set()
@@ -222,7 +257,7 @@ class Database:
         BEGIN and the setup statements (role, settings) go out in one pipeline:
         one round trip. `jobs`: from the worker's pool, when it has one.
         """
-        first: list[Statement] = [(_BEGIN, None)] if begin else []
+        first: list[Statement] = [(_BEGIN, None), *self.run_setup] if begin else []
         first += setup
         return await self._acquire(self.run_pool(jobs=jobs), first or [(_PING, None)])
 
@@ -237,7 +272,7 @@ class Database:
         for _ in range(pool.max_size + 1):
             conn = await self._getconn(pool, wait)
             try:
-                await self._within(wait, self._send(conn, first), conn, pool)
+                await self._within(wait, send(conn, first), conn, pool)
             except _Stalled:
                 self.mark_down(f"no answer to the first statement within {wait:g}s")
                 raise DatabaseUnavailable() from None
@@ -245,7 +280,8 @@ class Database:
                 await self.release(conn, pool)  # the pool discards a broken connection
                 continue
             except BaseException:
-                await self.release(conn, pool)  # e.g. a role that does not exist
+                if conn not in self._abandoned:  # _within gives it back when its work ends
+                    await self.release(conn, pool)  # e.g. a role that does not exist
                 raise
             self.mark_up()
             return conn
@@ -263,33 +299,40 @@ class Database:
         """A pooled connection on which BEGIN, `setup` and the run's first statement
         went out in one pipeline: one round trip where acquire-then-execute costs two.
 
-        Only for transactional runs: BEGIN leads, so a connection found broken has
-        committed nothing and the next one is tried. An error of the statement itself
-        is raised as FirstStatementFailed, carrying the connection (the run's now, to
-        roll back). A statement still running after the acquire timeout is told
-        from a frozen server by asking the server on a new connection.
+        Only for transactional runs. A connection found broken before the server
+        answered BEGIN ran nothing, and the next one is tried; once BEGIN was
+        answered, an error is the statement's own (never run twice) and is raised as
+        FirstStatementFailed, carrying the connection (the run's now, to roll back).
+        A server that has not answered BEGIN within the acquire timeout is taken for
+        down, as `acquire` does; a statement that is merely slow is waited for.
         """
         pool = self.run_pool(jobs=jobs)
         wait = self.acquire_timeout
-        statements = [(_BEGIN, None), *setup]
+        statements = [(_BEGIN, None), *self.run_setup, *setup]
         for _ in range(pool.max_size + 1):
             conn = await self._getconn(pool, wait)
+            progress = _Progress()
             try:
                 cursor = await self._patiently(
-                    wait, self._pipeline(conn, statements, query, params), conn, pool
+                    wait, self._pipeline(conn, statements, query, params, progress), progress
                 )
             except _Stalled:
-                self.mark_down(f"no answer to the first statement within {wait:g}s")
+                assert progress.task is not None
+                self._abandon(progress.task, conn, pool)
+                self.mark_down(f"no answer to BEGIN within {wait:g}s")
                 raise DatabaseUnavailable() from None
             except psycopg.OperationalError as exc:
-                if conn.broken or conn.closed:
+                if not progress.begun:  # broken before the server began: nothing ran
                     await self.release(conn, pool)  # the pool discards a broken connection
                     continue
                 raise FirstStatementFailed(conn, exc) from exc
             except psycopg.Error as exc:
                 raise FirstStatementFailed(conn, exc) from exc
-            except BaseException:
-                await self.release(conn, pool)
+            except BaseException:  # cancelled, most likely
+                if progress.task is not None and not progress.task.done():
+                    self._abandon(progress.task, conn, pool)  # given back when it ends
+                else:
+                    await self.release(conn, pool)
                 raise
             self.mark_up()
             return conn, cursor
@@ -298,37 +341,34 @@ class Database:
 
     @staticmethod
     async def _pipeline(
-        conn: Connection, statements: Sequence[Statement], query: Query, params: Any
+        conn: Connection,
+        statements: Sequence[Statement],
+        query: Query,
+        params: Any,
+        progress: _Progress,
     ) -> Cursor:
         async with conn.pipeline():
             for statement, values in statements:
-                await conn.execute(statement, values)
+                sent = await conn.execute(statement, values)
+                if progress.begin is None:  # BEGIN's
+                    progress.begin = sent
+            # Have the server send BEGIN's answer now rather than at the end of the
+            # pipeline: it tells a slow statement from a server that is not there.
+            with contextlib.suppress(psycopg.NotSupportedError):
+                conn.pgconn.send_flush_request()
             cursor = await conn.execute(query, params)
         return cursor
 
-    async def _patiently(
-        self,
-        seconds: float,
-        work: Awaitable[Cursor],
-        conn: Connection,
-        pool: AsyncConnectionPool[Connection],
-    ) -> Cursor:
-        """Await `work`; past `seconds`, and every `seconds` after, ask the server on a
-        new connection whether it answers: a slow statement is waited for, a frozen
-        server abandoned (as `_within` does)."""
-        task = asyncio.ensure_future(work)
-        try:
-            while True:
-                done, _ = await asyncio.wait((task,), timeout=seconds)
-                if done:
-                    return task.result()
-                if not await answers(self.dsn, self.options, min(seconds, 2.0)):
-                    self._abandon(task, conn, pool)
-                    raise _Stalled()
-        except asyncio.CancelledError:
-            if not task.done():
-                self._abandon(task, conn, pool)
-            raise
+    @staticmethod
+    async def _patiently(seconds: float, work: Awaitable[Cursor], progress: _Progress) -> Cursor:
+        """Await `work`; raise _Stalled if the server has not answered BEGIN within
+        `seconds` (the work is left to the caller to abandon). Once it has, a slow
+        statement is waited for (the statement timeout bounds it)."""
+        task = progress.task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait((task,), timeout=seconds)
+        if not done and not progress.begun:
+            raise _Stalled()
+        return await asyncio.shield(task) if not done else task.result()
 
     async def _getconn(self, pool: AsyncConnectionPool[Connection], wait: float) -> Connection:
         """A connection from `pool`; 503 as soon as the breaker opens while waiting,
@@ -364,15 +404,6 @@ class Database:
             self._woken.add(task)
             task.cancel()
 
-    @staticmethod
-    async def _send(conn: Connection, statements: Sequence[Statement]) -> None:
-        if len(statements) == 1:
-            await conn.execute(*statements[0])
-            return
-        async with conn.pipeline():
-            for statement, params in statements:
-                await conn.execute(statement, params)
-
     async def _within(
         self,
         seconds: float,
@@ -404,10 +435,12 @@ class Database:
         self, task: asyncio.Future[Any], conn: Connection, pool: AsyncConnectionPool[Connection]
     ) -> None:
         task.cancel()
+        self._abandoned.add(conn)  # given back below, once: the caller must not
 
         def release(finished: asyncio.Future[Any]) -> None:
             if not finished.cancelled():
                 finished.exception()  # retrieved: a broken connection is expected here
+            self._abandoned.discard(conn)
             returning = asyncio.ensure_future(self.release(conn, pool))
             self._background.add(returning)
             returning.add_done_callback(self._background.discard)
@@ -431,6 +464,24 @@ class Database:
         """Whether the database answers within `within` seconds, on readiness's own
         connection: a pool that is busy working is ready."""
         return await self.readiness.check(within)
+
+
+async def send(conn: Connection, statements: Sequence[Statement]) -> None:
+    """Run `statements` in one round trip (a pipeline when there are several)."""
+    if len(statements) == 1:
+        await conn.execute(*statements[0])
+        return
+    async with conn.pipeline():
+        for statement, params in statements:
+            await conn.execute(statement, params)
+
+
+def timeout_statement(seconds: float) -> Statement:
+    """`SET LOCAL statement_timeout`, as a statement that takes its value as a parameter."""
+    return (
+        sql.SQL("SELECT set_config('statement_timeout', %s, true)"),
+        (str(int(seconds * 1000)),),
+    )
 
 
 def describe_dsn(dsn: str) -> str:

@@ -6,12 +6,27 @@ that never touches the database pays no round trip. In a transactional run
 when the handler returned and rolls it back when it raised. Everything the run
 writes through `ctx.db` (and, later, its events and jobs) shares that one
 transaction. `transaction()` nests a savepoint inside it.
+
+A run's role and settings (`set_local`) last as long as its transaction. A run
+without one (`transaction: false`) sets them for the session and resets them
+before the connection goes back, except through a transaction pooler, where a
+session is not the run's to keep: there each of its own statements runs in a
+short transaction that sets them locally first.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,7 +34,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from ..errors import ActionsServerError
-from .pool import Connection, Cursor, Database, FirstStatementFailed, Statement
+from .pool import Connection, Cursor, Database, FirstStatementFailed, Statement, send
 from .query import Order, Query, QueryError
 
 Row = dict[str, Any]
@@ -42,6 +57,7 @@ class DbSession:
         "_savepoint_marks",
         "_session_level",
         "_transactional",
+        "_wrapped",
     )
 
     def __init__(
@@ -55,6 +71,8 @@ class DbSession:
         self._database = database
         self._jobs = jobs  # a worker's run: connections come from the jobs pool
         self._transactional = transactional
+        # Through a transaction pooler, a run without a transaction wraps its statements.
+        self._wrapped = database.transaction_pooling and not transactional
         self._role = role
         self._conn: Connection | None = None
         self._pending: dict[str, str] = {}
@@ -87,16 +105,34 @@ class DbSession:
             async with self._opening:
                 conn = self._conn
                 if conn is None:
-                    conn = self._conn = await self._database.acquire(
-                        begin=self._transactional, setup=self._setup(first=True), jobs=self._jobs
-                    )
+                    with self._pending_kept():
+                        conn = self._conn = await self._database.acquire(
+                            begin=self._transactional,
+                            setup=self._setup(first=True),
+                            jobs=self._jobs,
+                        )
                     return conn
         if self._pending:
             for statement, params in self._setup(first=False):
                 await conn.execute(statement, params)
         return conn
 
+    @contextlib.contextmanager
+    def _pending_kept(self) -> Iterator[None]:
+        """Keep the settings not yet sent should acquiring fail (no connection, or the
+        database down): a handler that catches that and tries again still has them."""
+        pending = dict(self._pending)
+        try:
+            yield
+        except FirstStatementFailed:
+            raise  # sent: the run holds the connection now
+        except BaseException:
+            self._pending = {**pending, **self._pending}
+            raise
+
     def _setup(self, *, first: bool) -> list[Statement]:
+        if self._wrapped:
+            return []  # sent by _local_setup inside each statement's own transaction
         statements: list[Statement] = []
         local = self._transactional
         if first and self._role:
@@ -114,6 +150,22 @@ class DbSession:
             statements.append((sql.SQL("SELECT ") + calls, params))
             self._pending = {}
         return statements
+
+    def _local_setup(self) -> list[Statement]:
+        """The run's role and settings for one transaction (a wrapped run's statement)."""
+        statements: list[Statement] = list(self._database.run_setup)
+        if self._role:
+            statements.append(
+                (sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(self._role)), None)
+            )
+        if self._pending:
+            calls = sql.SQL(", ").join(sql.SQL("set_config(%s, %s, true)") for _ in self._pending)
+            params = [part for item in self._pending.items() for part in item]
+            statements.append((sql.SQL("SELECT ") + calls, params))
+        return statements
+
+    def _needs_wrapping(self, conn: Connection) -> bool:
+        return self._wrapped and conn.info.transaction_status == TransactionStatus.IDLE
 
     async def finish(self, *, commit: bool) -> None:
         """End the run: commit or roll back its transaction and give the connection back."""
@@ -175,8 +227,11 @@ class DbSession:
         """A savepoint inside the run's transaction: rolled back alone if the block raises."""
         conn = await self.connection()
         undo = [mark() for mark in self._savepoint_marks]
+        setup = self._local_setup() if self._needs_wrapping(conn) else []
         try:
             async with conn.transaction():
+                if setup:  # the run's settings, for this transaction
+                    await send(conn, setup)
                 yield
         except BaseException:
             for step in reversed(undo):
@@ -186,11 +241,20 @@ class DbSession:
     async def execute(self, query: sql.Composed | str, params: Any) -> list[Row]:
         """Run one statement of the run; the first one of a transactional run goes out
         with BEGIN and the settings, in one round trip."""
-        if self._conn is None and self._transactional:
+        # Without parameters the text may hold several statements, which only the
+        # simple protocol runs (a pipeline cannot): such a first statement goes alone.
+        if self._conn is None and self._transactional and params is not None:
             cursor = await self._first(query, params)
             if cursor is not None:
                 return await cursor.fetchall() if cursor.description is not None else []
         conn = await self.connection()
+        if self._needs_wrapping(conn):
+            async with conn.transaction():
+                setup = self._local_setup()
+                if setup:
+                    await send(conn, setup)
+                cursor = await conn.execute(query, params)
+                return await cursor.fetchall() if cursor.description is not None else []
         cursor = await conn.execute(query, params)
         return await cursor.fetchall() if cursor.description is not None else []
 
@@ -203,9 +267,10 @@ class DbSession:
             if self._conn is not None:
                 return None
             try:
-                conn, cursor = await self._database.acquire_with(
-                    self._setup(first=True), query, params, jobs=self._jobs
-                )
+                with self._pending_kept():
+                    conn, cursor = await self._database.acquire_with(
+                        self._setup(first=True), query, params, jobs=self._jobs
+                    )
             except FirstStatementFailed as failed:
                 self._conn = failed.conn  # finish() rolls it back and gives it back
                 raise failed.error from None

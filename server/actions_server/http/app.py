@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -37,15 +37,13 @@ from ..runtime import Runtime
 from ..storage import check_key
 from ..storage.signing import ROUTE as STORAGE_ROUTE
 from ..storage.signing import verify
-from .accesslog import AccessLogger
+from .accesslog import AccessLogger, dev_access_logger
 from .caller import (
-    Network,
     caller_of,
     client_ip,
     forwarded_for,
-    hops,
-    in_networks,
     parse_networks,
+    scraper_allowed,
 )
 from .connections import ConnectionLimits, ConnectionServer
 from .cors import CorsPolicy
@@ -72,8 +70,9 @@ Endpoint = Callable[[web.BaseRequest, str], Awaitable[web.StreamResponse]]
 class HttpFront:
     """Turns requests into executor runs; holds the current route table."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, dev: bool = False) -> None:
         self.runtime = runtime
+        self.dev = dev  # `actions-server dev`: GET / leads to /docs, open dashboard on loopback
         server = runtime.config.server
         self.limits = BodyLimits(
             max_bytes=server.max_body_bytes,
@@ -95,7 +94,9 @@ class HttpFront:
         if runtime.config.metrics.enabled:
             self.builtins["/metrics"] = self.metrics
         self.metrics_allowed = parse_networks(runtime.config.metrics.allow)
-        self.dashboard = Dashboard(runtime) if runtime.config.dashboard.enabled else None
+        self.dashboard = (
+            Dashboard(runtime, open_on_loopback=dev) if runtime.config.dashboard.enabled else None
+        )
         self.special_prefixes = (STORAGE_ROUTE,) + (
             (self.dashboard.prefix,) if self.dashboard is not None else ()
         )
@@ -107,10 +108,14 @@ class HttpFront:
         self.session_cookie = runtime.config.auth.session.cookie
         self.idempotency_ttl = runtime.config.server.idempotency_ttl_seconds
         self.webhook_receipt_ttl = runtime.config.server.webhook_receipt_ttl_seconds
+        # SIGTERM with server.drain_seconds: /readyz says 503 and every answer closes
+        # its connection, so a load balancer moves away before the server stops.
+        self.draining = False
         self.realtime: Realtime | None = None
         if runtime.config.realtime.enabled:  # WebSocket channels (docs/realtime.md)
             self.realtime = Realtime(runtime, self.trusted_proxies)
             self.builtins[runtime.config.realtime.path] = self.realtime.upgrade
+        self.point_home_at_docs()
 
     async def close(self) -> None:
         """Close what outlives requests (realtime sockets), before the server stops."""
@@ -132,6 +137,30 @@ class HttpFront:
             self.realtime.use_registry(registry)
         self.runtime.registry = registry
         self.router, self.needs_client_ip, self.needs_identity = router, with_ip, identity
+        self.point_home_at_docs()
+
+    def point_home_at_docs(self) -> None:
+        """On a development server, `GET /` sends a browser to `/docs`, unless an action
+        serves `/` itself."""
+        if self.dev and not self.router.methods("/") and "/docs" in self.builtins:
+            self.builtins["/"] = self.home
+        else:
+            self.builtins.pop("/", None)
+
+    async def home(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
+        return web.Response(
+            status=307,
+            headers={"Location": "/docs", TRACE_HEADER: trace_id},
+            text="This is a development server: its API is described at /docs\n",
+        )
+
+    def action_of(self, method: str, path: str) -> str | None:
+        """The action a request went to, for the development access log."""
+        try:
+            route, _ = self.router.match(method, path)
+        except ActionError:
+            return None
+        return route.action.name
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
@@ -141,7 +170,10 @@ class HttpFront:
         path = normalize_path(request.rel_url.raw_path)
         cors = self.cors
         if cors is None:
-            return await self.dispatch(request, path, trace_id, started)
+            response = await self.dispatch(request, path, trace_id, started)
+            if self.draining:
+                response.force_close()
+            return response
         # CORS is outermost: a preflight is answered before routing and guards, and
         # every answer (errors included) carries the headers the origin is allowed.
         origin = request.headers.get("Origin")
@@ -157,6 +189,8 @@ class HttpFront:
         if not response.prepared:  # a stream was sent with them already
             for name, value in extra.items():
                 response.headers.setdefault(name, value)
+        if self.draining:
+            response.force_close()
         return response
 
     def preflight(
@@ -371,28 +405,11 @@ class HttpFront:
         return json_response({"status": "ok"}, 200, trace_id)
 
     async def readyz(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
+        if self.draining:
+            return json_response({"status": "draining"}, 503, trace_id)
         if await self.runtime.database.ready():
             return json_response({"status": "ready"}, 200, trace_id)
         return json_response({"status": "database unavailable"}, 503, trace_id)
-
-
-# Headers only a proxy adds; X-Forwarded-For is checked hop by hop instead.
-_PROXY_MARKERS = ("Forwarded", "X-Real-IP", "Via", "X-Forwarded-Host", "X-Forwarded-Proto")
-
-
-def scraper_allowed(request: web.BaseRequest, allowed: Sequence[Network]) -> bool:
-    """Whether the socket peer is allowed and so is every client a proxy names.
-
-    Forwarding headers can only take access away: a request relayed by a proxy
-    on this host comes from loopback, but it is the outside client that asked.
-    A proxy that adds none of these headers cannot be told apart (docs/metrics.md).
-    """
-    if not in_networks(request.remote, allowed):
-        return False
-    headers = request.headers
-    if any(marker in headers for marker in _PROXY_MARKERS):
-        return False  # relayed, and the client is not named in a form checked here
-    return all(in_networks(hop, allowed) for hop in hops(forwarded_for(headers) or ""))
 
 
 async def jobs_by_state(runtime: Runtime) -> dict[str, float]:
@@ -421,12 +438,18 @@ def _with_guard(registry: Registry, names: set[str]) -> frozenset[str]:
     )
 
 
-def create_server(runtime: Runtime, **kwargs: Any) -> tuple[web.Server, HttpFront]:
+def create_server(
+    runtime: Runtime, *, dev: bool = False, **kwargs: Any
+) -> tuple[web.Server, HttpFront]:
     """The aiohttp server for `runtime` and the front that answers it.
 
     `kwargs` go to aiohttp's request handler (access_log, keepalive_timeout, ...).
+    `dev`: the development server (`actions-server dev`), with a line per request.
     """
-    front = HttpFront(runtime)
+    front = HttpFront(runtime, dev=dev)
+    if dev:
+        kwargs["access_log"] = logging.getLogger("actions_server.access")
+        kwargs["access_log_class"] = dev_access_logger(front.action_of)
     kwargs.setdefault("access_log_class", AccessLogger)  # never logs a ?token=
     config = runtime.config.server
     limits = ConnectionLimits(

@@ -114,3 +114,22 @@ def caller_of(
     if principal is None:
         return Caller(client_ip=ip, org_header=org)
     return Caller(principal=principal, client_ip=ip, org_header=org, via_cookie=via_cookie)
+
+
+# Headers only a proxy adds; X-Forwarded-For is checked hop by hop instead.
+_PROXY_MARKERS = ("Forwarded", "X-Real-IP", "Via", "X-Forwarded-Host", "X-Forwarded-Proto")
+
+
+def scraper_allowed(request: web.BaseRequest, allowed: Sequence[Network]) -> bool:
+    """Whether the socket peer is allowed and so is every client a proxy names.
+
+    Forwarding headers can only take access away: a request relayed by a proxy
+    on this host comes from loopback, but it is the outside client that asked.
+    A proxy that adds none of these headers cannot be told apart (docs/metrics.md).
+    """
+    if not in_networks(request.remote, allowed):
+        return False
+    headers = request.headers
+    if any(marker in headers for marker in _PROXY_MARKERS):
+        return False  # relayed, and the client is not named in a form checked here
+    return all(in_networks(hop, allowed) for hop in hops(forwarded_for(headers) or ""))

@@ -92,8 +92,10 @@ RETURNING j.id, j.claim, j.kind, j.name, j.action, j.payload, j.priority, j.run_
           j.max_attempts, j.trace_id, j.parent_run_id, j.principal, j.event_id, j.created_at;
 
 -- name: complete
+-- clock_timestamp(): a run completes its job in its own transaction, just before the
+-- COMMIT; now() would say when that transaction began.
 UPDATE actions_server.jobs
-SET status = 'done', finished_at = now(), locked_by = NULL, locked_until = NULL
+SET status = 'done', finished_at = clock_timestamp(), locked_by = NULL, locked_until = NULL
 WHERE id = ANY(%(ids)s) AND claim = ANY(%(claims)s) AND status = 'running'
 RETURNING id;
 

@@ -64,7 +64,9 @@ class Realtime:
         self.trusted_proxies = trusted_proxies
         self.sockets: set[Socket] = set()
         self.instance = f"{socketlib.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
-        self.feed = Feed(runtime.dsn, runtime.database.options, self._deliver, name=self.instance)
+        self.feed = Feed(
+            runtime.listen_dsn, runtime.database.options, self._deliver, name=self.instance
+        )
         self.presence = PresenceTracker(
             runtime.database,
             self.instance,

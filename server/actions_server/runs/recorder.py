@@ -62,9 +62,16 @@ def error_record(error: ActionError, cause: BaseException | None) -> dict[str, A
 
 class RunRecorder:
     def __init__(
-        self, dsn: str, config: RunsConfig, redactor: Redactor, *, min_level: int = logging.INFO
+        self,
+        dsn: str,
+        config: RunsConfig,
+        redactor: Redactor,
+        *,
+        min_level: int = logging.INFO,
+        prepare: bool = True,
     ) -> None:
         self.dsn = dsn
+        self.prepare = prepare  # False through a transaction pooler (db/pool.py)
         self.min_level = min_level  # handler log lines below this are not stored
         self.config = config
         self.redactor = redactor
@@ -314,7 +321,10 @@ class RunRecorder:
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(
-                self.dsn, autocommit=True, connect_timeout=5
+                self.dsn,
+                autocommit=True,
+                connect_timeout=5,
+                **({} if self.prepare else {"prepare_threshold": None}),
             )
         return self._conn
 
