@@ -32,7 +32,6 @@ import yaml
 from actions_server.config import Config, CorsConfig, config_schema, load_config
 from actions_server.mail.transports import SmtpSettings
 from actions_server.manifests.model import ActionSpec
-from actions_server.openapi.document import DEFAULT_VERSION
 from support.apps import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -143,8 +142,6 @@ def config_default(config: Config, key: Key) -> Any:
         node, rest = SmtpSettings(host="(required)"), key[2:]
     elif len(key) > 2 and key[:2] == ("server", "cors"):  # given, these fill in the rest
         node, rest = CorsConfig(origins="(required)"), key[2:]
-    elif key[:1] == ("openapi",):
-        node, rest = {"version": DEFAULT_VERSION}, key[1:]  # kept as a plain section
     else:
         node, rest = config, key
     for part in rest:

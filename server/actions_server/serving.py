@@ -89,6 +89,8 @@ async def serve_forever(
     async with open_runtime(
         config, registry, dsn=dsn, migrate=migrate, migrate_app=options.migrate_app
     ) as runtime:
+        if options.dev and options.migrate_app and migrate:
+            await seed_for_development(runtime)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -134,6 +136,19 @@ async def serve_forever(
             )
             await sharing
             share_last()
+
+
+async def seed_for_development(runtime: Runtime) -> None:
+    """`dev` runs the seeds that have not run, so the app can be tried at once."""
+    from .seeds import run_seeds
+
+    report = await run_seeds(runtime)
+    for name in report.changed:
+        log.warning(
+            "seed %s changed since it ran, and was not run again "
+            "(actions-server seed --fresh runs every seed again)",
+            name,
+        )
 
 
 def settle_heap() -> None:

@@ -11,7 +11,8 @@ stays a string, because every value here must be JSON.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import difflib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,18 +111,23 @@ def parse_file(path: Path, shown_as: str | None = None) -> SourceDoc:
     return parse_text(text, file)
 
 
-def schema_errors(data: Any, validator: jsonschema_rs.Validator) -> Iterator[tuple[JsonPath, str]]:
+def schema_errors(
+    data: Any, validator: jsonschema_rs.Validator, schema: Mapping[str, Any] | None = None
+) -> Iterator[tuple[JsonPath, str]]:
     """(path, message) for every way `data` fails `validator`.
 
-    An unknown key is reported at its own path, a missing one at its mapping's.
+    An unknown key is reported at its own path, a missing one at its mapping's;
+    given the `schema` itself, an unknown key names the nearest known one
+    (`unknown key 'triger' (did you mean 'triggers'?)`).
     """
     for error in validator.iter_errors(data):
         path: JsonPath = tuple(error.instance_path)
         where = f"{format_path(path)}: " if path else ""
         kind = error.kind
         if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+            known = _known_keys(schema, list(error.schema_path)) if schema is not None else []
             for key in kind.unexpected:
-                yield (*path, key), f"{where}unknown key {key!r}"
+                yield (*path, key), f"{where}unknown key {key!r}{did_you_mean(key, known)}"
         elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
             yield path, f"{where}missing required key {kind.property!r}"
         elif isinstance(kind, jsonschema_rs.ValidationErrorKind.Enum):
@@ -132,11 +138,48 @@ def schema_errors(data: Any, validator: jsonschema_rs.Validator) -> Iterator[tup
 
 
 def schema_problems(
-    doc: SourceDoc, data: Any, validator: jsonschema_rs.Validator
+    doc: SourceDoc,
+    data: Any,
+    validator: jsonschema_rs.Validator,
+    schema: Mapping[str, Any] | None = None,
 ) -> Iterator[Problem]:
     """Every way `data` fails `validator`, each at the line of the failing value."""
-    for path, message in schema_errors(data, validator):
+    for path, message in schema_errors(data, validator, schema):
         yield doc.problem(path, message)
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the nearest of `known`, or nothing when none is near."""
+    near = difflib.get_close_matches(word, list(known), n=3, cutoff=0.65)
+    if not near:
+        return ""
+    # Of the near ones, the one that starts most like the word: `retries` is `retry`.
+    best = max(near, key=lambda k: (_shared_start(word, k), -near.index(k)))
+    return f" (did you mean {best!r}?)"
+
+
+def _shared_start(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def _known_keys(schema: Mapping[str, Any], schema_path: list[Any]) -> list[str]:
+    """The property names of the subschema whose `additionalProperties` refused a key.
+
+    jsonschema-rs gives the keyword's location with `$ref`s already followed
+    (`$defs/action/additionalProperties`), so the path is walked as it is; a
+    path this cannot follow gives no suggestion rather than a wrong one.
+    """
+    node: Any = schema
+    for part in schema_path[:-1]:  # the last is the `additionalProperties` keyword
+        try:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return []
+    properties = node.get("properties") if isinstance(node, Mapping) else None
+    return list(properties) if isinstance(properties, Mapping) else []
 
 
 class _Builder:

@@ -7,24 +7,19 @@ clicks Retry on a dead job, and saves a screenshot of each page under
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from browser_support import ARTIFACTS, blocking
 
-from support.apps import REPO, Client, serving, working, write_app
+from support.apps import Client, serving, working, write_app
 from support.polling import eventually, query
-from support.postgres import services_required
 from support.tokens import SECRET, claims, hs256
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-ARTIFACTS = REPO / ".ci" / "artifacts"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 T = TypeVar("T")
 
 MANIFEST = """
@@ -67,32 +62,6 @@ runs: {{flush_interval_seconds: 0.05, sample_rate: 1}}  # every run stored, to l
 """
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        if services_required():
-            pytest.fail(f"headless Chromium is required: {CHROMIUM} and {CHROMEDRIVER}")
-        pytest.skip("no Chromium here (apt-get install -y chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    options.add_argument("--window-size=1400,1000")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    # The first page a freshly installed Chromium renders can take many seconds
-    # (font caches are built then): pay that here, not inside the walk below.
-    driver.get("data:text/html,<h1>warm</h1>")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 @pytest.fixture
 async def shop(tmp_path: Path, empty_database: str) -> AsyncIterator[Client]:
     config, _ = write_app(tmp_path, {"shop.yaml": MANIFEST}, HANDLERS, config=CONFIG)
@@ -107,11 +76,6 @@ async def shop(tmp_path: Path, empty_database: str) -> AsyncIterator[Client]:
                 )
             )
         yield client
-
-
-async def blocking(call: Callable[..., T], *args: Any) -> T:
-    """Selenium blocks; the server under test runs on this event loop."""
-    return await asyncio.to_thread(call, *args)
 
 
 @pytest.mark.timeout(180)

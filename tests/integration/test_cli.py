@@ -34,7 +34,7 @@ def test_validate_ok() -> None:
     assert result.exit_code == 0
     assert (
         result.output.strip()
-        == "ok: saas-example: 32 actions in 9 modules, 25 routes, 5 event subscriptions, 2 cron schedules, 2 MCP tools"
+        == "ok: saas-example: 33 actions in 9 modules, 25 routes, 5 event subscriptions, 3 cron schedules, 2 MCP tools"
     )
 
 

@@ -240,6 +240,78 @@ async def test_retry_needs_the_forms_csrf_token(app: Client, empty_database: str
     ) == [{"status": "queued"}]
 
 
+async def test_a_failed_runs_traceback_is_a_block_of_its_own(
+    app: Client, empty_database: str
+) -> None:
+    ops = operator(app)
+    await app.post("/start", json={"break": True})
+    async with working(app):
+        await eventually(
+            lambda: query(empty_database, "SELECT 1 FROM actions_server.jobs WHERE status = 'dead'")
+        )
+    [broken] = await eventually(
+        lambda: query(
+            empty_database, "SELECT id FROM actions_server.runs WHERE action = 'd.broken'"
+        )
+    )
+    status, body, _ = await ops.get(f"/_dashboard/run/{broken['id']}")
+    assert status == 200
+    block = re.search(r'<pre id="traceback" class="traceback">(.*?)</pre>', body, re.S)
+    assert block is not None
+    lines = block[1].splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[-1] == "RuntimeError: always"
+    error = re.search(r'<pre id="error">(.*?)</pre>', body, re.S)
+    assert error is not None
+    assert "traceback" not in error[1]  # not again, as a JSON string full of \\n
+
+
+async def test_finished_jobs_have_their_tabs(app: Client, empty_database: str) -> None:
+    ops = operator(app)
+    await app.post("/start", json={"break": True})
+    async with working(app):
+        await eventually(
+            lambda: query(empty_database, "SELECT 1 FROM actions_server.jobs WHERE status = 'done'")
+        )
+    [done] = query(empty_database, "SELECT id FROM actions_server.jobs WHERE status = 'done'")
+    status, body, _ = await ops.get("/_dashboard/jobs?status=done")
+    assert status == 200
+    assert f'id="job-{done["id"]}"' in body
+    assert 'class="done current"' in body
+    status, body, _ = await ops.get("/_dashboard/jobs?status=cancelled")
+    assert (status, "No cancelled jobs" in body) == (200, True)
+
+
+async def test_run_now_queues_a_cron_tick_behind_the_csrf_token(
+    app: Client, empty_database: str
+) -> None:
+    ops = operator(app)
+    status, body, _ = await ops.get("/_dashboard/cron")
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', body)
+    assert status == 200
+    assert csrf is not None
+    assert 'action="/_dashboard/cron/d.nightly/run"' in body
+    url = "/_dashboard/cron/d.nightly/run"
+    status, _, _ = await ops.post(url, data={"csrf": "0" * 64}, allow_redirects=False)
+    assert status == 403
+    assert query(empty_database, "SELECT 1 FROM actions_server.jobs") == []
+    status, _, response = await ops.post(url, data={"csrf": csrf[1]}, allow_redirects=False)
+    assert status == 303
+    assert "d.nightly+queued+to+run+now" in response.headers["Location"]
+    async with working(app):
+        [run] = await eventually(
+            lambda: query(
+                empty_database,
+                "SELECT trigger, status FROM actions_server.runs WHERE action = 'd.nightly'",
+            )
+        )
+    assert run == {"trigger": "cron", "status": "ok"}
+    status, _, _ = await ops.post(
+        "/_dashboard/cron/d.start/run", data={"csrf": csrf[1]}, allow_redirects=False
+    )
+    assert status == 404  # not a cron action
+
+
 async def test_the_dashboard_can_be_turned_off(tmp_path: Path, empty_database: str) -> None:
     config, _ = write_app(
         tmp_path, {"d.yaml": MANIFEST}, HANDLERS, config=CONFIG + "dashboard: {enabled: false}\n"

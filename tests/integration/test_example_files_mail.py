@@ -133,7 +133,12 @@ async def test_features_are_cached_until_the_plan_changes(
         await eventually(
             lambda: query(database, "SELECT 1 FROM subscription_events WHERE org_id = %s", org)
         )
-        await eventually(lambda: not query(database, "SELECT 1 FROM actions_server.kv"))
+        cached_key = f"orgs:{org}:features"
+        await eventually(
+            lambda: (
+                not query(database, "SELECT 1 FROM actions_server.kv WHERE key = %s", cached_key)
+            )
+        )
     status, body, _ = await in_org.get(f"/orgs/{org}/features")
     assert body["plan"] == "pro"
     assert set(body["features"]) > set(free_features)

@@ -14,6 +14,7 @@ from aiohttp.test_utils import RawTestServer
 from click.testing import CliRunner
 from openapi_spec_validator import validate
 
+import actions_server.openapi
 from actions_server.builtins import load_app
 from actions_server.cli import main
 from actions_server.config import load_config
@@ -70,7 +71,7 @@ async def test_reference_endpoints_answer_get_only(example_client: Client) -> No
 
 
 async def test_docs_page_lists_every_route(example_client: Client) -> None:
-    status, page, response = await example_client.get("/docs")
+    status, page, response = await example_client.get("/docs/reference")
     assert status == 200
     assert response.content_type == "text/html"
     assert response.charset == "utf-8"
@@ -82,6 +83,35 @@ async def test_docs_page_lists_every_route(example_client: Client) -> None:
         assert route.path.openapi in article
     # No other host is named: no CDN, the page works offline.
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+
+
+async def test_docs_is_swagger_ui_from_this_server(example_client: Client) -> None:
+    status, page, response = await example_client.get("/docs")
+    assert (status, response.content_type) == (200, "text/html")
+    # The browser is told so too: scripts, styles and requests from this origin only.
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in policy
+    assert "connect-src 'self';" in policy
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    sources = re.findall(r'(?:src|href)="([^"#]+)"', page)
+    assert sources == [
+        "/docs/swagger-ui.css?v=5.32.0",
+        "/docs/reference",
+        "/openapi.json",
+        "/docs/swagger-ui-bundle.js?v=5.32.0",
+        "/docs/init.js?v=5.32.0",
+    ]
+    folder = Path(actions_server.openapi.__file__).with_name("swagger_ui")
+    for name, content_type in (
+        ("swagger-ui.css", "text/css"),
+        ("swagger-ui-bundle.js", "text/javascript"),
+    ):
+        status, body, response = await example_client.get(f"/docs/{name}?v=5.32.0")
+        assert (status, response.content_type) == (200, content_type)
+        assert body.encode() == (folder / name).read_bytes()
+    status, script, _ = await example_client.get("/docs/init.js")
+    assert 'url: "/openapi.json"' in script
+    assert "validatorUrl: null" in script  # Swagger UI would otherwise call validator.swagger.io
 
 
 @asynccontextmanager
@@ -103,7 +133,7 @@ async def test_docs_page_escapes_manifest_text(tmp_path: Path, database: str) ->
     async with (
         serve_front(config_path, database) as (base, _),
         aiohttp.ClientSession() as http,
-        http.get(f"{base}/docs") as response,
+        http.get(f"{base}/docs/reference") as response,
     ):
         page = await response.text()
     for markup in ("<script>", "<img", "<b>not"):
@@ -125,7 +155,7 @@ async def test_a_new_registry_brings_its_own_reference(tmp_path: Path, database:
         front.use_registry(load_app(load_config(config_path, env={})))
         async with http.get(f"{base}/openapi.json") as response:
             after = await response.json()
-        async with http.get(f"{base}/docs") as response:
+        async with http.get(f"{base}/docs/reference") as response:
             page = await response.text()
     assert list(before["paths"]) == ["/run"]
     assert list(after["paths"]) == ["/hello", "/run"]

@@ -40,7 +40,7 @@ def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def app_tests(folder: Path, dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
     """The generated app's own test suite, as its README runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout=60", *args],
         cwd=folder,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "ACTIONS_SERVER_TEST_DSN": dsn},
         capture_output=True,
@@ -65,11 +65,12 @@ def test_init_writes_an_app_that_validates(tmp_path: Path) -> None:
         "config.yaml",
         "migrations/001_init.sql",
         "pyproject.toml",
+        "seeds/README.md",
         "tests/test_hello.py",
     ]
     assert "app: my-app\n" in (folder / "config.yaml").read_text()
-    validated = run("validate", cwd=folder)
-    assert validated.output == (
+    validated = cli(folder, "validate")
+    assert validated.stdout == (
         "ok: my-app: 1 action in 1 module, 1 route, 0 event subscriptions, 0 cron schedules\n"
     )
 

@@ -18,7 +18,8 @@ def query(dsn: str, sql: str, *params: Any) -> list[dict[str, Any]]:
 
 
 async def eventually(check: Any, seconds: float = 30.0) -> Any:
-    """Call `check` until it returns something true or `seconds` pass; its last result.
+    """Call `check` until it returns something true, and return that; fail the test
+    if `seconds` pass first (a wait that cannot fail would hide what it waits for).
 
     `seconds` only bounds a failure: a loaded machine makes a passing test slower,
     never a failing one.
@@ -26,6 +27,13 @@ async def eventually(check: Any, seconds: float = 30.0) -> Any:
     deadline = time.monotonic() + seconds
     while True:
         result = check()
-        if result or time.monotonic() > deadline:
+        if result:
             return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still {result!r} after {seconds:g}s: {_describe(check)}")
         await asyncio.sleep(0.05)
+
+
+def _describe(check: Any) -> str:
+    code = getattr(check, "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code else repr(check)

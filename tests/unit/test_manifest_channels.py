@@ -89,7 +89,7 @@ def test_every_channel_problem_is_listed_with_its_line(tmp_path: Path) -> None:
         "actions/a.yaml:8: channels[1]: guard in_org reads the org from the channel name, which needs a {org_id} segment (team:{team_id} has none)",
         "actions/a.yaml:11: guards: has_feature: chat needs `in_org` before it (module guards run first)",
         "actions/a.yaml:12: channel 'room:{id}': on_message names no action 'broken.missing'",
-        "actions/a.yaml:15: guards: unknown guard 'authenticatd' (known: authenticated, guard, has_feature, has_permission, has_role, in_org, rate_limit)",
+        "actions/a.yaml:15: guards: unknown guard 'authenticatd' (did you mean 'authenticated'?) (known: authenticated, guard, has_feature, has_permission, has_role, in_org, rate_limit)",
         "actions/a.yaml:17: channels[5]: unknown key 'colour'",
         "actions/a.yaml:18: channels[6]: missing required key 'name'",
         "actions/b.yaml:5: channel 'news:{topic}' is already declared as 'news:{id}' (actions/a.yaml:19)",

@@ -15,7 +15,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "broken_app"
 EXPECTED = [
     "actions/a_syntax.yaml:5: invalid YAML: did not find expected ',' or ']'",
     "actions/b_structure.yaml:3: unknown key 'colour'",
-    "actions/b_structure.yaml:8: actions[0]: unknown key 'retries'",
+    "actions/b_structure.yaml:8: actions[0]: unknown key 'retries' (did you mean 'retry'?)",
     'actions/b_structure.yaml:11: actions[1].timeout_seconds: "soon" is not of type "number"',
     "actions/b_structure.yaml:12: actions[2]: missing required key 'name'",
     "actions/c_handlers.yaml:4: handler: cannot import 'broken_handlers.nothing': no module named 'broken_handlers.nothing'",
@@ -34,7 +34,7 @@ EXPECTED = [
     "actions/e_triggers.yaml:18: status applies only to api and webhook triggers",
     "actions/e_triggers.yaml:24: GET /t/items/{item_id} is already served by 'triggers.first' (actions/e_triggers.yaml:19)",
     "actions/e_triggers.yaml:25: duplicate action name 'triggers.first' (first at actions/e_triggers.yaml:19)",
-    "actions/f_guards.yaml:2: guards: unknown guard 'authenticatd' (known: authenticated, guard, has_feature, has_permission, has_role, in_org, rate_limit)",
+    "actions/f_guards.yaml:2: guards: unknown guard 'authenticatd' (did you mean 'authenticated'?) (known: authenticated, guard, has_feature, has_permission, has_role, in_org, rate_limit)",
     "actions/f_guards.yaml:7: guards: guard 'has_permission' needs a value, e.g. `- has_permission: users:create`",
     "actions/f_guards.yaml:8: guards: rate_limit: max must be a whole number ≥ 1",
     "actions/f_guards.yaml:9: guard: 'broken_handlers.ok' has no attribute 'nowhere'",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -235,4 +236,5 @@ def test_settings_fall_back_on_the_jwt_audience_and_issuer(tmp_path: Path) -> No
         (tmp_path / "config.yaml").write_text(text)
         settings = McpSettings.from_config(load_config(tmp_path / "config.yaml", env={}))
         assert (settings.resource, settings.authorization_servers) == (resource, servers)
-        assert settings.server_info == {"name": "s", "version": "0.0.0"}
+        # no version anywhere: actions-server's own
+        assert settings.server_info == {"name": "s", "version": version("actions-server")}

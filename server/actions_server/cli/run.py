@@ -177,3 +177,47 @@ def migrate_command(config_file: Path) -> None:
         click.echo(f"applied {name}")
     if not app_applied:
         click.echo("nothing to apply: the database is up to date")
+
+
+@main.command("seed")
+@config_argument
+@click.option("--fresh", is_flag=True, help="Forget which seeds ran and run every seed again.")
+@click.option(
+    "--yes", is_flag=True, help="Allow --fresh on a database other than the embedded one."
+)
+def seed_command(config_file: Path, fresh: bool, yes: bool) -> None:
+    """Run the app's seeds that have not run yet (seeds/*.sql, and seeds/*.py with
+    `async def seed(ctx)`), after applying pending migrations."""
+    from ..config import EMBEDDED
+    from ..db.pool import describe_dsn
+    from ..errors import ActionsServerError
+    from ..runtime import open_runtime, resolve_dsn
+    from ..seeds import SeedReport, run_seeds
+
+    with user_errors():
+        config, registry = _load(config_file)
+        dsn = resolve_dsn(config)
+        if fresh and config.database.url != EMBEDDED and not yes:
+            raise ActionsServerError(
+                f"--fresh runs every seed again on {describe_dsn(dsn)}, which is not the "
+                "embedded database: seeds that insert would insert twice. Add --yes if this "
+                "database may take it"
+            )
+
+        async def seed() -> SeedReport:
+            async with open_runtime(config, registry, dsn=dsn) as runtime:
+                return await run_seeds(runtime, fresh=fresh)
+
+        report = run_loop(seed())
+    for name in report.applied:
+        click.echo(f"seeded {name}")
+    if not report.applied:
+        click.echo("nothing to seed: every seed has run")
+    for name in report.changed:
+        click.echo(
+            f"seed {name} changed since it ran, and was not run again: put the change in a "
+            "new seed, or run every seed again with --fresh",
+            err=True,
+        )
+    if report.changed:
+        sys.exit(1)

@@ -48,6 +48,7 @@ from .model import (
     StorageConfig,
 )
 from .schema import config_schema, config_validator, schema_at, set_at
+from .version import app_version
 
 __all__ = [
     "DEFAULT_MAIL_RETRY",
@@ -73,6 +74,7 @@ __all__ = [
     "ServerConfig",
     "SessionConfig",
     "StorageConfig",
+    "app_version",
     "config_from_doc",
     "config_schema",
     "interpolate",
@@ -107,7 +109,7 @@ def config_from_doc(doc: SourceDoc, file: Path, env: Mapping[str, str]) -> Confi
     if not isinstance(data, dict):
         problems.append(doc.problem((), "the config must be a mapping of keys to values"))
         raise LoadError(problems)
-    problems.extend(schema_problems(doc, data, config_validator()))
+    problems.extend(schema_problems(doc, data, config_validator(), config_schema()))
     if problems:  # the checks below rely on the shapes the schema guarantees
         raise LoadError(problems)
     problems.extend(semantic_problems(data, doc, file.parent))

@@ -55,9 +55,11 @@ def build_config(
     auth = data.get("auth", {})
     typed = {
         "app",
+        "version",
         "actions",
         "schemas",
         "migrations",
+        "seeds",
         "server",
         "database",
         "auth",
@@ -74,11 +76,13 @@ def build_config(
     }
     return Config(
         app=data["app"],
+        version=data.get("version"),
         file=file,
         root=root,
         actions=tuple(data.get("actions", ["actions/"])),
         schemas=folder("schemas", "schemas/"),
         migrations=folder("migrations", "migrations/"),
+        seeds=folder("seeds", "seeds/"),
         server=ServerConfig(
             **{
                 **server,

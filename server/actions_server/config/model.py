@@ -250,11 +250,13 @@ class Config:
     """The whole, validated configuration. Paths are absolute."""
 
     app: str
+    version: str | None = None  # the app's; see app_version()
     file: Path
     root: Path
     actions: tuple[str, ...] = ("actions/",)
     schemas: Path | None = None
     migrations: Path | None = None
+    seeds: Path | None = None
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)

@@ -10,12 +10,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import jinja2
 from aiohttp import web
 
+from ..auth import SYSTEM
 from ..errors import ActionError, BadRequest, NotFound
+from ..ids import new_trace_id
 from ..manifests.cron import parse_cron
 from ..manifests.model import ApiTrigger, EventTrigger, McpTrigger, Trigger, WebhookTrigger
 from ..queue import store as queue_store
@@ -29,7 +31,7 @@ log = logging.getLogger("actions_server.dashboard")
 
 STATUSES = ("ok", "rejected", "error")
 TRIGGERS = ("api", "webhook", "mcp", "event", "job", "cron", "cli", "join", "channel")
-JOB_STATES = ("queued", "running", "dead")
+JOB_STATES = ("queued", "running", "dead", "done", "cancelled")
 STATS_WINDOW_SECONDS = 3600
 HTML = "text/html; charset=utf-8"
 # What the pages allow a browser to do: nothing but show them and post their forms.
@@ -61,6 +63,7 @@ def _environment() -> jinja2.Environment:
     env.filters["json"] = lambda value: json.dumps(value, indent=2, default=str, sort_keys=True)
     env.filters["ms"] = lambda value: "–" if value is None else f"{value:.1f} ms"
     env.filters["when"] = _when
+    env.filters["without"] = lambda value, key: {k: v for k, v in value.items() if k != key}
     return env
 
 
@@ -86,6 +89,7 @@ class Dashboard:
             ("GET", "jobs"): self.jobs,
             ("POST", "jobs"): self.job_action,
             ("GET", "cron"): self.cron,
+            ("POST", "cron"): self.cron_action,
             ("GET", "events"): self.events,
             ("GET", "mail"): self.mail,
         }
@@ -285,8 +289,41 @@ class Dashboard:
         by_action: dict[str, list[dict[str, Any]]] = {}
         for row in recent:
             by_action.setdefault(row["action"], []).append(row)
-        context = {"schedules": schedules, "recent": by_action, "misfires": missed}
+        context = {
+            "schedules": schedules,
+            "recent": by_action,
+            "misfires": missed,
+            "notice": request.query.get("notice"),
+        }
         return self.render("cron.html.j2", context, session=session)
+
+    async def cron_action(
+        self, request: web.BaseRequest, session: Session, rest: list[str]
+    ) -> web.StreamResponse:
+        """POST cron/<action>/run: a tick of the action now, as the scheduler would queue
+        one (a job, run by a worker as the system), guarded as Retry is."""
+        form = await request.post()
+        if not self.access.csrf_ok(session.token, _text(form.get("csrf"))):
+            raise ActionError(403, "csrf", "the form is stale or not from this dashboard: reload")
+        if len(rest) != 2 or rest[1] != "run":
+            raise NotFound("no such cron action")
+        name = unquote(rest[0])
+        spec = self.runtime.registry.action(name)
+        if spec is None or not any(s.action.name == name for s in self.runtime.registry.schedules):
+            raise NotFound(f"no cron action {name!r}")
+        now = datetime.datetime.now(datetime.UTC)
+        async with self.runtime.database.control() as conn:
+            job_id = await queue_store.enqueue_tick(
+                conn,
+                name,
+                now,
+                max_attempts=spec.retry.attempts,
+                trace_id=new_trace_id(),
+                principal=SYSTEM.to_json(),
+            )
+        notice = f"{name} queued to run now (job {job_id})"
+        log.info("dashboard: %s", notice)
+        return _redirect(self.url("cron", notice=notice))
 
     async def events(
         self, request: web.BaseRequest, session: Session, rest: list[str]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..sourcemap import did_you_mean
+
 NO_ARGUMENT = frozenset({"authenticated", "in_org"})
 TEXT_ARGUMENT = frozenset({"has_permission", "has_role", "has_feature", "guard"})
 RATE_LIMIT_KEYS = ("user", "ip", "org")
@@ -28,7 +30,9 @@ def parse_guard(entry: Any) -> tuple[str, Any]:
     else:
         raise GuardSyntaxError("a guard is a name or a mapping with one key")
     if name not in KNOWN:
-        raise GuardSyntaxError(f"unknown guard {name!r} (known: {', '.join(KNOWN)})")
+        raise GuardSyntaxError(
+            f"unknown guard {name!r}{did_you_mean(name, KNOWN)} (known: {', '.join(KNOWN)})"
+        )
 
     if name in NO_ARGUMENT:
         if argument not in (None, True):

@@ -26,9 +26,34 @@ def ensure_on_path(root: Path) -> None:
         sys.path.insert(0, entry)
 
 
+def _claim_package(top: str, root: Path) -> None:
+    """Make `top` (a handler module's first name) mean the one in the app's folder.
+
+    Several apps in one process (a test session, `init` tried beside the example)
+    often share a package name such as `actions`: the first one imported would
+    answer for all, and `actions.hello` of the second would not be found. When the
+    folder has its own `top` and the one imported is another's, that one is
+    forgotten and the folder goes first on sys.path.
+    """
+    loaded = sys.modules.get(top)
+    if loaded is None or not ((root / top).is_dir() or (root / f"{top}.py").is_file()):
+        return
+    places = [getattr(loaded, "__file__", None), *(getattr(loaded, "__path__", None) or ())]
+    if any(isinstance(p, str) and Path(p).is_relative_to(root) for p in places):
+        return
+    for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+        del sys.modules[name]
+    entry = str(root)
+    if entry in sys.path:
+        sys.path.remove(entry)
+    sys.path.insert(0, entry)
+    importlib.invalidate_caches()
+
+
 def import_callable(ref: str, root: Path, *, must_be_async: bool = True) -> Callable[..., Any]:
     module_name, _, attribute = ref.partition(":")
     ensure_on_path(root)
+    _claim_package(module_name.partition(".")[0], root)
     try:
         module = importlib.import_module(module_name)
     except SyntaxError as exc:

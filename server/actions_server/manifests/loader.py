@@ -112,7 +112,7 @@ def load_module(
         return None, [exc.problem]
     if doc.data is None:
         return None, [doc.problem((), "the manifest is empty; it needs `module:` and `actions:`")]
-    errors = list(schema_errors(doc.data, _manifest_validator()))
+    errors = list(schema_errors(doc.data, _manifest_validator(), manifest_schema()))
     structural = [doc.problem(path, message) for path, message in errors]
     broken = {_error_root(path) for path, _ in errors}
     if not isinstance(doc.data, dict) or "module" in broken or "actions" not in doc.data:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config
+from ..config import Config, app_version
 from ..http.cors import normal_origin
 
 
@@ -34,7 +34,6 @@ class McpSettings:
         audience = jwt.audience if jwt.audience and _is_url(jwt.audience) else None
         issuer = [jwt.issuer] if jwt.issuer and _is_url(jwt.issuer) else []
         servers = raw.get("authorization_servers") or issuer
-        api_version = config.sections.get("openapi", {}).get("version", "0.0.0")
         return cls(
             enabled=bool(raw.get("enabled", True)),
             allowed_origins=frozenset(normal_origin(o) for o in raw.get("allowed_origins", ())),
@@ -42,7 +41,7 @@ class McpSettings:
             authorization_servers=tuple(servers),
             instructions=raw.get("instructions"),
             server_name=config.app,
-            server_version=str(api_version),
+            server_version=app_version(config),
         )
 
     @property

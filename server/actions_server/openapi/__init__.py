@@ -8,5 +8,12 @@ from __future__ import annotations
 
 from .document import build_openapi
 from .page import render_docs_page
+from .swagger import CONTENT_SECURITY_POLICY, asset, swagger_page
 
-__all__ = ["build_openapi", "render_docs_page"]
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "asset",
+    "build_openapi",
+    "render_docs_page",
+    "swagger_page",
+]

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import Config
+from ..config import Config, app_version
 from ..registry import Registry, Route
 from .components import ComponentSchemas
 from .operations import BEARER, ERROR_RESPONSES, OTHER_ERROR, build_operation
 
 OPENAPI_VERSION = "3.1.0"
-DEFAULT_VERSION = "0.0.0"
 ERROR_SCHEMA = "Error"
 _METHOD_ORDER = {"GET": 0, "POST": 1, "PUT": 2, "PATCH": 3, "DELETE": 4}
 
@@ -94,7 +93,7 @@ def build_openapi(registry: Registry, config: Config) -> dict[str, Any]:
             item[route.method.lower()] = operation
     info: dict[str, Any] = {
         "title": config.app,
-        "version": str(settings.get("version") or DEFAULT_VERSION),
+        "version": app_version(config),
     }
     if settings.get("description"):
         info["description"] = settings["description"]
