@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve dev test lint typecheck unit bench clean
+.PHONY: serve dev test lint typecheck unit bench soak clean
 
 serve: $(VENV)/.installed-embedded  ## serve the example app on the embedded PostgreSQL
 	@echo "make serve does not reload: for reload, a line per request and an open dashboard, run make dev"
@@ -23,6 +23,9 @@ unit: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/http_overhead.py
+
+soak: $(VENV)/.installed-dev  ## the chaos soak for ten minutes (the suite runs 75 s of it)
+	$(BIN)/python tests/soak/chaos.py --seconds 600
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

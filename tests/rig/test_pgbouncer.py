@@ -122,7 +122,7 @@ async def test_two_orgs_hammering_one_pool_never_see_each_others_rows(
         )
     for answer in answers:
         org = answer["org"]
-        assert answer["seen"] == [org], answer
+        assert set(answer["seen"]) <= {org}, answer  # its own rows, or none yet
         assert answer["user"] == "rig_app"
     counts = query(urls.direct, "SELECT org_id, count(*) AS n FROM notes GROUP BY 1 ORDER BY 1")
     assert counts == [{"org_id": "acme", "n": 60}, {"org_id": "globex", "n": 60}]

@@ -132,9 +132,20 @@ async def ok(input, ctx):
 
 async def note(input, ctx):
     ctx.db.set_local("app.org_id", input["org"])
-    await ctx.db.raw("INSERT INTO notes (org_id, body) VALUES (%s, %s)", input["org"], input["body"])
-    rows = await ctx.db.raw("SELECT DISTINCT org_id FROM notes")
-    [who] = await ctx.db.raw("SELECT current_user AS name, current_setting('app.org_id', true) AS org")
+
+    async def insert():
+        async with ctx.db.transaction():  # a savepoint, or (transaction: false) a transaction
+            await ctx.db.raw("INSERT INTO notes (org_id, body) VALUES (%s, %s)", input["org"], input["body"])
+            [row] = await ctx.db.raw("SELECT current_setting('app.org_id', true) AS org")
+            assert row["org"] == input["org"], row
+
+    # Several statements at once, as handlers may gather() them.
+    rows, [who], _, _ = await asyncio.gather(
+        ctx.db.raw("SELECT DISTINCT org_id FROM notes"),
+        ctx.db.raw("SELECT current_user AS name, current_setting('app.org_id', true) AS org"),
+        ctx.db.raw("SELECT 1 AS one"),
+        insert(),
+    )
     return {"seen": [r["org_id"] for r in rows], "user": who["name"], "org": who["org"]}
 
 async def slow(input, ctx):

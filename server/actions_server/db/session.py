@@ -28,6 +28,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from psycopg import sql
@@ -38,6 +39,10 @@ from .pool import Connection, Cursor, Database, FirstStatementFailed, Statement,
 from .query import Order, Query, QueryError
 
 Row = dict[str, Any]
+
+# The session whose `transaction()` block the current task (and the tasks it
+# gathers) is inside: its statements run in that block, not wrapped on their own.
+_BLOCK: ContextVar[DbSession | None] = ContextVar("actions_server_db_block", default=None)
 
 
 class TransactionAborted(ActionsServerError):
@@ -58,6 +63,7 @@ class DbSession:
         "_session_level",
         "_transactional",
         "_wrapped",
+        "_wrapping",
     )
 
     def __init__(
@@ -73,6 +79,7 @@ class DbSession:
         self._transactional = transactional
         # Through a transaction pooler, a run without a transaction wraps its statements.
         self._wrapped = database.transaction_pooling and not transactional
+        self._wrapping: asyncio.Lock | None = None  # one wrapped transaction at a time
         self._role = role
         self._conn: Connection | None = None
         self._pending: dict[str, str] = {}
@@ -164,9 +171,6 @@ class DbSession:
             statements.append((sql.SQL("SELECT ") + calls, params))
         return statements
 
-    def _needs_wrapping(self, conn: Connection) -> bool:
-        return self._wrapped and conn.info.transaction_status == TransactionStatus.IDLE
-
     async def finish(self, *, commit: bool) -> None:
         """End the run: commit or roll back its transaction and give the connection back."""
         conn, self._conn = self._conn, None
@@ -227,12 +231,22 @@ class DbSession:
         """A savepoint inside the run's transaction: rolled back alone if the block raises."""
         conn = await self.connection()
         undo = [mark() for mark in self._savepoint_marks]
-        setup = self._local_setup() if self._needs_wrapping(conn) else []
         try:
-            async with conn.transaction():
-                if setup:  # the run's settings, for this transaction
-                    await send(conn, setup)
-                yield
+            if self._wrapped and _BLOCK.get() is not self:
+                # A run without a transaction, through a transaction pooler: the block is
+                # a transaction that sets the run's role and settings first, and the
+                # run's other statements wait for it (they would land in it or after it).
+                async with self._wrap_lock():
+                    token = _BLOCK.set(self)
+                    try:
+                        async with conn.transaction():
+                            await self._send_local_setup(conn)
+                            yield
+                    finally:
+                        _BLOCK.reset(token)
+            else:
+                async with conn.transaction():
+                    yield
         except BaseException:
             for step in reversed(undo):
                 step()
@@ -248,15 +262,26 @@ class DbSession:
             if cursor is not None:
                 return await cursor.fetchall() if cursor.description is not None else []
         conn = await self.connection()
-        if self._needs_wrapping(conn):
-            async with conn.transaction():
-                setup = self._local_setup()
-                if setup:
-                    await send(conn, setup)
+        if self._wrapped and _BLOCK.get() is not self:
+            # A run without a transaction, through a transaction pooler: this statement
+            # in a short transaction of its own, one at a time (under gather(), one that
+            # saw another's transaction open could run after its COMMIT, unset).
+            async with self._wrap_lock(), conn.transaction():
+                await self._send_local_setup(conn)
                 cursor = await conn.execute(query, params)
                 return await cursor.fetchall() if cursor.description is not None else []
         cursor = await conn.execute(query, params)
         return await cursor.fetchall() if cursor.description is not None else []
+
+    def _wrap_lock(self) -> asyncio.Lock:
+        if self._wrapping is None:
+            self._wrapping = asyncio.Lock()
+        return self._wrapping
+
+    async def _send_local_setup(self, conn: Connection) -> None:
+        setup = self._local_setup()
+        if setup:
+            await send(conn, setup)
 
     async def _first(self, query: sql.Composed | str, params: Any) -> Cursor | None:
         """Open the run's transaction with `query`; None when another statement of the
