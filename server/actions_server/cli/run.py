@@ -189,7 +189,7 @@ def seed_command(config_file: Path, fresh: bool, yes: bool) -> None:
     """Run the app's seeds that have not run yet (seeds/*.sql, and seeds/*.py with
     `async def seed(ctx)`), after applying pending migrations."""
     from ..config import EMBEDDED
-    from ..db.pool import describe_dsn
+    from ..db.dsn import describe_dsn
     from ..errors import ActionsServerError
     from ..runtime import open_runtime, resolve_dsn
     from ..seeds import SeedReport, run_seeds

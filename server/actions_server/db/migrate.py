@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import ActionsServerError, DatabaseUnavailable
-from .pool import describe_dsn
+from .dsn import describe_dsn
 
 log = logging.getLogger("actions_server.migrate")
 

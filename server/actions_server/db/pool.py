@@ -46,19 +46,19 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb, JsonbBinaryDumper, JsonbDumper
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import DatabaseUnavailable, ServerBusy
-from ..jsonutil import dumps_for_db
+from .adapters import configure
+from .dsn import describe_dsn
 from .health import Breaker, Readiness
+from .statements import Statement, send, timeout_statement
 
 log = logging.getLogger("actions_server.db")
 
 Connection = psycopg.AsyncConnection[dict[str, Any]]
 Cursor = psycopg.AsyncCursor[dict[str, Any]]
 Query = str | sql.Composed | sql.SQL
-Statement = tuple[sql.SQL | sql.Composed, Sequence[Any] | None]
 _BEGIN = sql.SQL("BEGIN")
 _PING = sql.SQL("SELECT 1")
 
@@ -71,29 +71,6 @@ DETACHED_POOL_SIZE = 4
 # and tells the breaker, whose prober then retries; the pool's own reconnection
 # would back off for seconds, refusing traffic after the database is back.
 RECONNECT_TIMEOUT_SECONDS = 0.0
-
-
-class CheckedJsonb(Jsonb):
-    """A jsonb value the framework built or checked itself (queue payloads, principals):
-    written by orjson, several times faster than the standard library's json, and in
-    binary, so an array of them (a bulk push or emit) needs no quoting per element.
-    Values a handler passes through `ctx.db` keep psycopg's default encoding, whose
-    limits (integers beyond 64 bits, NaN refused by PostgreSQL) they may rely on."""
-
-
-class _CheckedJsonbDumper(JsonbDumper):
-    _dumps = staticmethod(dumps_for_db)
-
-
-class _CheckedJsonbBinaryDumper(JsonbBinaryDumper):
-    _dumps = staticmethod(dumps_for_db)
-
-
-async def _configure(conn: Connection) -> None:
-    """Every pooled connection stores a dict as JSON (a list stays an array, for ANY())."""
-    conn.adapters.register_dumper(dict, JsonbDumper)
-    conn.adapters.register_dumper(CheckedJsonb, _CheckedJsonbDumper)
-    conn.adapters.register_dumper(CheckedJsonb, _CheckedJsonbBinaryDumper)  # the default
 
 
 class _Stalled(Exception):
@@ -191,7 +168,7 @@ class Database:
             reconnect_failed=self._refused,
             open=False,
             name=f"{self.name}-{role}",
-            configure=_configure,
+            configure=configure,
         )
 
     def _refused(self, pool: AsyncConnectionPool[Connection]) -> None:
@@ -466,32 +443,3 @@ class Database:
         """Whether the database answers within `within` seconds, on readiness's own
         connection: a pool that is busy working is ready."""
         return await self.readiness.check(within)
-
-
-async def send(conn: Connection, statements: Sequence[Statement]) -> None:
-    """Run `statements` in one round trip (a pipeline when there are several)."""
-    if len(statements) == 1:
-        await conn.execute(*statements[0])
-        return
-    async with conn.pipeline():
-        for statement, params in statements:
-            await conn.execute(statement, params)
-
-
-def timeout_statement(seconds: float) -> Statement:
-    """`SET LOCAL statement_timeout`, as a statement that takes its value as a parameter."""
-    return (
-        sql.SQL("SELECT set_config('statement_timeout', %s, true)"),
-        (str(int(seconds * 1000)),),
-    )
-
-
-def describe_dsn(dsn: str) -> str:
-    """Host, port and database of a DSN, without its password, for messages."""
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "an invalid database URL"
-    host = info.get("host") or "local socket"
-    port = info.get("port") or 5432
-    return f"{host}:{port}/{info.get('dbname') or info.get('user') or ''}"

@@ -35,8 +35,9 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from ..errors import ActionsServerError
-from .pool import Connection, Cursor, Database, FirstStatementFailed, Statement, send
+from .pool import Connection, Cursor, Database, FirstStatementFailed
 from .query import Order, Query, QueryError
+from .statements import Statement, send
 
 Row = dict[str, Any]
 

@@ -12,7 +12,6 @@ the registry.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -20,34 +19,30 @@ from typing import Any
 
 import jsonschema_rs
 
-from ..config import Config, interpolate
+from ..config import Config
 from ..errors import Problem
 from ..realtime.patterns import PatternError, parse_pattern
 from ..sourcemap import JsonPath, SourceDoc, SourceError, parse_file, schema_errors
 from ..validation import CompiledSchema
-from ..webhooks.verify import VerifySpec, standard_key
-from .cron import CronError, parse_cron
 from .guardspec import GuardSyntaxError, parse_guard
 from .imports import ImportProblem, import_callable
 from .model import (
     ActionSpec,
     ApiTrigger,
     ChannelSpec,
-    CronTrigger,
-    EventTrigger,
     GuardSpec,
     Location,
     McpTrigger,
     ModuleSpec,
     ResponseDoc,
     RetryPolicy,
-    Trigger,
     WebhookTrigger,
 )
-from .paths import PathError, join_paths, parse_api_trigger, parse_path
+from .paths import PathError, parse_path
 from .refs import SchemaStore
 from .refs import schema_problems as json_schema_problems
 from .toolnames import tool_name_from, tool_name_problem
+from .triggers import TriggerReader
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 _GLOB_CHARS = frozenset("*?[")
@@ -129,10 +124,6 @@ def _error_root(path: JsonPath) -> str | int:
     if path[0] == "channels" and len(path) > 1:
         return f"channels/{path[1]}"
     return path[0]
-
-
-TRIGGER_KINDS = ("api", "webhook", "event", "cron", "mcp")
-VERIFY_OPTIONS = ("tolerance_seconds", "header", "algorithm", "encoding", "prefix", "id_header")
 
 
 class _ModuleLoader:
@@ -230,7 +221,8 @@ class _ModuleLoader:
         handler = self._import(raw["handler"], (*at, "handler"))
         input_schema = self._schema(raw, "input", at)
         output_schema = self._schema(raw, "output", at)
-        triggers = self._triggers(raw.get("triggers", []), (*at, "triggers"), prefix)
+        reader = TriggerReader(self.doc, self.config.timezone, self.problems)
+        triggers = reader.read(raw.get("triggers", []), (*at, "triggers"), prefix)
         guards = module_guards + self._guards(raw.get("guards", []), (*at, "guards"))
         self._check_guard_order(guards)
         for index, trigger in enumerate(triggers):
@@ -309,97 +301,6 @@ class _ModuleLoader:
                 where = (*path, "properties", name, "default")
                 self._problem(where, f"{key}.properties.{name}.default: {detail.message}")
         return compiled
-
-    def _triggers(self, entries: list[dict[str, Any]], at: JsonPath, prefix: str) -> list[Trigger]:
-        triggers: list[Trigger] = []
-        for index, entry in enumerate(entries):
-            path = (*at, index)
-            kinds = [k for k in TRIGGER_KINDS if k in entry]
-            if len(kinds) != 1:
-                found = " and ".join(kinds) if kinds else "none"
-                self._problem(
-                    path,
-                    f"a trigger has exactly one of {', '.join(TRIGGER_KINDS)} (found {found})",
-                )
-                continue
-            kind = kinds[0]
-            if "status" in entry and kind not in ("api", "webhook"):
-                self._problem((*path, "status"), "status applies only to api and webhook triggers")
-            for key in ("verify", "mode"):
-                if key in entry and kind != "webhook":
-                    self._problem((*path, key), f"{key} applies only to webhook triggers")
-            if kind == "webhook" and "verify" not in entry:
-                self._problem(path, "a webhook trigger needs verify: {scheme, secrets}")
-                continue
-            if "timezone" in entry and kind != "cron":
-                self._problem((*path, "timezone"), "timezone applies only to cron triggers")
-            for key in ("title", "annotations"):
-                if key in entry and kind != "mcp":
-                    self._problem((*path, key), f"{key} applies only to mcp triggers")
-            trigger = self._trigger(kind, entry, path, prefix)
-            if trigger is not None:
-                triggers.append(trigger)
-        return triggers
-
-    def _trigger(
-        self, kind: str, entry: dict[str, Any], at: JsonPath, prefix: str
-    ) -> Trigger | None:
-        location = self._location(at)
-        if kind == "event":
-            return EventTrigger(event=entry["event"], location=location)
-        if kind == "mcp":
-            # `mcp: true` leaves the name to _tool, which knows the action's.
-            name = entry["mcp"] if isinstance(entry["mcp"], str) else ""
-            hints = entry.get("annotations", {})
-            return McpTrigger(name=name, title=entry.get("title"), location=location, **hints)
-        if kind == "cron":
-            timezone = entry.get("timezone", self.config.timezone)
-            try:
-                parse_cron(entry["cron"], timezone)
-            except CronError as exc:
-                self._problem((*at, "cron"), str(exc))
-                return None
-            return CronTrigger(expression=entry["cron"], timezone=timezone, location=location)
-        try:
-            method, path = parse_api_trigger(entry[kind])
-            template = parse_path(join_paths(prefix, path))
-        except PathError as exc:
-            self._problem((*at, kind), str(exc))
-            return None
-        status = {"status": entry["status"]} if "status" in entry else {}
-        if kind == "webhook":
-            verify = self._verify(entry["verify"], (*at, "verify"))
-            if verify is None:
-                return None
-            mode = {"mode": entry["mode"]} if "mode" in entry else {}
-            return WebhookTrigger(
-                method=method, path=template, verify=verify, location=location, **status, **mode
-            )
-        return ApiTrigger(method=method, path=template, location=location, **status)
-
-    def _verify(self, raw: dict[str, Any], at: JsonPath) -> VerifySpec | None:
-        """A webhook's `verify:` block; `${VAR}` in its secrets comes from the environment."""
-        secrets = []
-        for index, secret in enumerate(raw.get("secrets", ())):
-            value, errors = interpolate(secret, os.environ)
-            for error in errors:
-                self._problem((*at, "secrets", index), f"verify.secrets: {error}")
-            if not errors and not value:
-                self._problem((*at, "secrets", index), "verify.secrets: a secret is empty")
-            secrets.append(value)
-        if raw["scheme"] == "hmac" and not raw.get("header"):
-            self._problem(at, "verify: the hmac scheme needs header (where the signature is)")
-        if raw["scheme"] == "standard":
-            for index, secret in enumerate(secrets):
-                try:
-                    standard_key(secret)
-                except ValueError:
-                    self._problem(
-                        (*at, "secrets", index),
-                        "verify.secrets: a standard secret is whsec_ followed by base64",
-                    )
-        options = {k: raw[k] for k in VERIFY_OPTIONS if k in raw}
-        return VerifySpec(scheme=raw["scheme"], secrets=tuple(secrets), **options)
 
     def _check_path_params(
         self, trigger: ApiTrigger | WebhookTrigger, schema: CompiledSchema | None, at: JsonPath

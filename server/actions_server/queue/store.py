@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..db.pool import CheckedJsonb, Connection
+from ..db.adapters import CheckedJsonb
+from ..db.pool import Connection
 from ..db.sqlfile import load_queries
 
 Q = load_queries(Path(__file__).with_name("queries.sql"))

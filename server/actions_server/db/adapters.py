@@ -1,0 +1,34 @@
+"""How pooled connections write JSON: psycopg's encoding for handlers' values, orjson
+for the framework's own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb, JsonbBinaryDumper, JsonbDumper
+
+from ..jsonutil import dumps_for_db
+
+
+class CheckedJsonb(Jsonb):
+    """A jsonb value the framework built or checked itself (queue payloads, principals):
+    written by orjson, several times faster than the standard library's json, and in
+    binary, so an array of them (a bulk push or emit) needs no quoting per element.
+    Values a handler passes through `ctx.db` keep psycopg's default encoding, whose
+    limits (integers beyond 64 bits, NaN refused by PostgreSQL) they may rely on."""
+
+
+class _CheckedJsonbDumper(JsonbDumper):
+    _dumps = staticmethod(dumps_for_db)
+
+
+class _CheckedJsonbBinaryDumper(JsonbBinaryDumper):
+    _dumps = staticmethod(dumps_for_db)
+
+
+async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Every pooled connection stores a dict as JSON (a list stays an array, for ANY())."""
+    conn.adapters.register_dumper(dict, JsonbDumper)
+    conn.adapters.register_dumper(CheckedJsonb, _CheckedJsonbDumper)
+    conn.adapters.register_dumper(CheckedJsonb, _CheckedJsonbBinaryDumper)  # the default

@@ -1,0 +1,30 @@
+"""Statements as values: what a run sends before its own (BEGIN, settings), in one
+round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+Statement = tuple[sql.SQL | sql.Composed, Sequence[Any] | None]
+
+
+async def send(conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement]) -> None:
+    """Run `statements` in one round trip (a pipeline when there are several)."""
+    if len(statements) == 1:
+        await conn.execute(*statements[0])
+        return
+    async with conn.pipeline():
+        for statement, params in statements:
+            await conn.execute(statement, params)
+
+
+def timeout_statement(seconds: float) -> Statement:
+    """`SET LOCAL statement_timeout`, as a statement that takes its value as a parameter."""
+    return (
+        sql.SQL("SELECT set_config('statement_timeout', %s, true)"),
+        (str(int(seconds * 1000)),),
+    )
