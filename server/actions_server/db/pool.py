@@ -39,9 +39,9 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -55,6 +55,8 @@ from .health import Breaker, Readiness
 from .statements import Statement, send, timeout_statement
 
 log = logging.getLogger("actions_server.db")
+
+T = TypeVar("T")
 
 Connection = psycopg.AsyncConnection[dict[str, Any]]
 Cursor = psycopg.AsyncCursor[dict[str, Any]]
@@ -80,13 +82,11 @@ class _Stalled(Exception):
 class _Progress:
     """How far a pipelined first statement got: whether the server answered BEGIN."""
 
-    __slots__ = ("begin", "task")
+    __slots__ = ("begin",)
 
     def __init__(self) -> None:
         self.begin: Cursor | None = None
-        self.task: asyncio.Future[Cursor] | None = None
 
-    @property
     def begun(self) -> bool:
         return self.begin is not None and self.begin.pgresult is not None
 
@@ -291,26 +291,21 @@ class Database:
         for _ in range(pool.max_size + 1):
             conn = await self._getconn(pool, wait)
             progress = _Progress()
+            work = self._pipeline(conn, statements, query, params, progress)
             try:
-                cursor = await self._patiently(
-                    wait, self._pipeline(conn, statements, query, params, progress), progress
-                )
+                cursor = await self._within(wait, work, conn, pool, answered=progress.begun)
             except _Stalled:
-                assert progress.task is not None
-                self._abandon(progress.task, conn, pool)
                 self.mark_down(f"no answer to BEGIN within {wait:g}s")
                 raise DatabaseUnavailable() from None
             except psycopg.OperationalError as exc:
-                if not progress.begun:  # broken before the server began: nothing ran
+                if not progress.begun():  # broken before the server began: nothing ran
                     await self.release(conn, pool)  # the pool discards a broken connection
                     continue
                 raise FirstStatementFailed(conn, exc) from exc
             except psycopg.Error as exc:
                 raise FirstStatementFailed(conn, exc) from exc
-            except BaseException:  # cancelled, most likely
-                if progress.task is not None and not progress.task.done():
-                    self._abandon(progress.task, conn, pool)  # given back when it ends
-                else:
+            except BaseException:
+                if conn not in self._abandoned:  # _within gives it back when its work ends
                     await self.release(conn, pool)
                 raise
             self.mark_up()
@@ -337,17 +332,6 @@ class Database:
                 conn.pgconn.send_flush_request()
             cursor = await conn.execute(query, params)
         return cursor
-
-    @staticmethod
-    async def _patiently(seconds: float, work: Awaitable[Cursor], progress: _Progress) -> Cursor:
-        """Await `work`; raise _Stalled if the server has not answered BEGIN within
-        `seconds` (the work is left to the caller to abandon). Once it has, a slow
-        statement is waited for (the statement timeout bounds it)."""
-        task = progress.task = asyncio.ensure_future(work)
-        done, _ = await asyncio.wait((task,), timeout=seconds)
-        if not done and not progress.begun:
-            raise _Stalled()
-        return await asyncio.shield(task) if not done else task.result()
 
     async def _getconn(self, pool: AsyncConnectionPool[Connection], wait: float) -> Connection:
         """A connection from `pool`; 503 as soon as the breaker opens while waiting,
@@ -386,11 +370,15 @@ class Database:
     async def _within(
         self,
         seconds: float,
-        work: Awaitable[None],
+        work: Awaitable[T],
         conn: Connection,
         pool: AsyncConnectionPool[Connection],
-    ) -> None:
-        """Await `work` for at most `seconds`, else raise _Stalled at once.
+        *,
+        answered: Callable[[], bool] = lambda: False,
+    ) -> T:
+        """Await `work`; if it has not ended within `seconds` and the server has not
+        `answered` yet, raise _Stalled at once. Once it has answered, the rest is
+        waited for (the statement timeout bounds it).
 
         A server that accepts connections but never answers (frozen, or behind a
         black hole) must not hold requests: psycopg, when cancelled, spends up to
@@ -401,14 +389,14 @@ class Database:
         task = asyncio.ensure_future(work)
         try:
             done, _ = await asyncio.wait((task,), timeout=seconds)
+            if not done and not answered():
+                self._abandon(task, conn, pool)
+                raise _Stalled()
+            return await asyncio.shield(task)
         except asyncio.CancelledError:
-            self._abandon(task, conn, pool)
+            if not task.done():
+                self._abandon(task, conn, pool)
             raise
-        if done:
-            task.result()
-            return
-        self._abandon(task, conn, pool)
-        raise _Stalled()
 
     def _abandon(
         self, task: asyncio.Future[Any], conn: Connection, pool: AsyncConnectionPool[Connection]
