@@ -12,9 +12,10 @@ plenty for a limit of a minute; a manifest's own `timeout_seconds` stays exact.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
+
+from . import loops
 
 CHECK_INTERVAL_SECONDS = 0.5
 
@@ -54,6 +55,4 @@ class Watchdog:
     async def close(self) -> None:
         checker, self._checker = self._checker, None
         if checker is not None:
-            checker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await checker
+            await loops.stop(checker)

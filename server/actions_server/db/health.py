@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from ..loops import pause
+from .. import loops
 
 log = logging.getLogger("actions_server.db")
 
@@ -110,7 +110,7 @@ class Breaker:
 
     async def _probe(self) -> None:
         while self._down_since is not None:
-            await pause(PROBE_INTERVAL_SECONDS)
+            await loops.pause(PROBE_INTERVAL_SECONDS)
             if await answers(self._dsn, self._options, PROBE_TIMEOUT_SECONDS):
                 self.close()
                 return
@@ -118,9 +118,7 @@ class Breaker:
     async def stop(self) -> None:
         prober, self._prober = self._prober, None
         if prober is not None:
-            prober.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await prober
+            await loops.stop(prober)
 
 
 class Readiness:

@@ -118,17 +118,13 @@ class Events:
     def emit(self, name: str, payload: Any = None) -> Emitted:
         """Record event `name`; every action subscribed with `event: name` gets it once."""
         _check_event_name(name)
-        payload = {} if payload is None else payload
-        _check_json(name, payload)
-        self._buffer.add(name, payload)
+        self._buffer.add(name, _payload(name, payload))
         return Emitted(name)
 
     def emit_many(self, name: str, payloads: Iterable[Any]) -> Emitted:
         """Record one event `name` per payload, written together before the run commits."""
         _check_event_name(name)
-        checked = [{} if payload is None else payload for payload in payloads]
-        for payload in checked:  # all or none: a bad payload buffers nothing
-            _check_json(name, payload)
+        checked = [_payload(name, payload) for payload in payloads]  # all before any is kept
         for payload in checked:
             self._buffer.add(name, payload)
         return Emitted(name)
@@ -161,9 +157,7 @@ class Queue:
         one holds the key: the id is that job's.
         """
         plan = self._plan(name, delay, run_at, max_attempts)
-        payload = {} if payload is None else payload
-        _check_json(name, payload)
-        jobs = plan.jobs(payload, priority, unique_key)
+        jobs = plan.jobs(_payload(name, payload), priority, unique_key)
         conn = await self._ctx.db.connection()
         keys = [j.unique_key for j in jobs if j.unique_key]
         for _ in range(UNIQUE_RACE_TRIES):
@@ -191,9 +185,7 @@ class Queue:
         handling the job, the first action's). No `unique_key`: push those one by one.
         """
         plan = self._plan(name, delay, run_at, max_attempts)
-        checked = [{} if payload is None else payload for payload in payloads]
-        for payload in checked:
-            _check_json(name, payload)
+        checked = [_payload(name, payload) for payload in payloads]  # all before any is sent
         templates = plan.jobs(None, priority, None)
         conn = await self._ctx.db.connection()
         ids: list[int] = []
@@ -283,7 +275,11 @@ def _check_event_name(name: str) -> None:
         raise QueueError(f"{name!r}: names starting with 'job.' are jobs; use ctx.queue.push")
 
 
-def _check_json(name: str, payload: Any) -> None:
+def _payload(name: str, payload: Any) -> Any:
+    """`payload` as it is stored (None is an empty object); a QueueError if it is not a
+    JSON object."""
+    if payload is None:
+        return {}
     if not isinstance(payload, Mapping):
         raise QueueError(
             f"{name!r}: the payload must be a JSON object (a dict), not {type(payload).__name__}"
@@ -292,3 +288,4 @@ def _check_json(name: str, payload: Any) -> None:
         dumps(payload)
     except TypeError as exc:
         raise QueueError(f"{name!r}: the payload is not JSON: {exc}") from None
+    return payload

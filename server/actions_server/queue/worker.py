@@ -46,7 +46,6 @@ from ..errors import ActionError, DatabaseUnavailable, ServerBusy, ValidationFai
 from ..executor import Executor
 from ..guards import Caller
 from ..jsonutil import storable_text
-from ..loops import pause
 from ..manifests.model import ActionSpec
 from . import store
 from .retry import gives_up, retry_delay
@@ -306,9 +305,9 @@ class Worker:
     async def _acknowledge(self) -> None:
         while True:
             await self._acks_pending.wait()
-            await pause(ACK_DELAY_SECONDS)
+            await loops.pause(ACK_DELAY_SECONDS)
             if not await self._flush_acks():
-                await pause(ERROR_PAUSE_SECONDS)
+                await loops.pause(ERROR_PAUSE_SECONDS)
 
     async def _flush_acks(self) -> bool:
         """Write pending acknowledgements; False when the database refused them for now."""
@@ -384,7 +383,7 @@ class Worker:
 
     async def _every(self, seconds: float, step: Callable[[], Coroutine[Any, Any, None]]) -> None:
         while True:
-            await pause(seconds)
+            await loops.pause(seconds)
             try:
                 await step()
             except DB_ERRORS as exc:
@@ -415,7 +414,7 @@ class Worker:
                             self._wake.set()
             except Exception as exc:
                 log.warning("job notifications lost (%s); polling until they are back", exc)
-                await pause(delay)
+                await loops.pause(delay)
                 delay = min(delay * 2, 10.0)
 
     # --- stopping -------------------------------------------------------------------

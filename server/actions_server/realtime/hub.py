@@ -37,7 +37,6 @@ from ..errors import ActionError
 from ..guards import Caller
 from ..http.caller import Network, client_ip, forwarded_for
 from ..http.errors import error_json
-from ..loops import pause
 from ..registry import Registry
 from ..runtime import Runtime
 from . import protocol, store
@@ -275,7 +274,7 @@ class Realtime:
         timeout = self.config.heartbeat_timeout_seconds
         revoked = self.verifier.revoked
         while True:
-            await pause(SWEEP_SECONDS)
+            await loops.pause(SWEEP_SECONDS)
             now, wall = time.monotonic(), time.time()
             for socket in list(self.sockets):
                 if socket.closed:
@@ -305,13 +304,13 @@ class Realtime:
         while True:
             sockets = list(self.sockets)
             if not sockets:
-                await pause(interval)
+                await loops.pause(interval)
                 continue
             spacing = interval / len(sockets)
             for socket in sockets:
                 if not socket.closed and socket.subscriptions:
                     socket.enqueue(functools.partial(self.channels.recheck, socket))
-                await pause(spacing)
+                await loops.pause(spacing)
 
 
 def _token_of(request: web.BaseRequest) -> str | None:
