@@ -22,6 +22,7 @@ from actions_server.builtins import load_app
 from actions_server.clock import SYSTEM_CLOCK, Clock
 from actions_server.config import Config, load_config
 from actions_server.http.app import HttpFront, create_server
+from actions_server.queue.prefetch import Prefetch
 from actions_server.queue.worker import Worker
 from actions_server.registry import Registry
 from actions_server.runtime import Runtime, open_runtime
@@ -127,11 +128,15 @@ class Client:
 
 
 @asynccontextmanager
-async def working(client: Client, **queue: Any) -> AsyncIterator[Worker]:
+async def working(
+    client: Client, prefetch: Prefetch | None = None, **queue: Any
+) -> AsyncIterator[Worker]:
     """Run a job worker for the served app until the block ends (queue settings overridable)."""
     runtime = client.runtime
     config = dataclasses.replace(runtime.config.queue, **queue)
-    worker = Worker(runtime.executor, runtime.database, config, dsn=runtime.listen_dsn)
+    worker = Worker(
+        runtime.executor, runtime.database, config, dsn=runtime.listen_dsn, prefetch=prefetch
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:

@@ -76,9 +76,14 @@ SELECT (SELECT count(*) FROM recorded) AS events, count(*) AS deliveries,
 FROM delivered;
 
 -- name: claim
+-- The claim commits without waiting for its WAL flush (synchronous_commit off for
+-- this statement's transaction, set by a one-time filter): a claim lost in a
+-- PostgreSQL crash puts the job back in the queue, which at-least-once delivery
+-- allows; the job's own completion commits synchronously, flushing the claim too.
 WITH next AS (
     SELECT id FROM actions_server.jobs
     WHERE status = 'queued' AND run_at <= now()
+      AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

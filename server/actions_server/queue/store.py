@@ -177,8 +177,13 @@ async def claim(
         Q["claim"], {"limit": limit, "worker": worker, "lease": lease_seconds}
     )
     rows = await cursor.fetchall()
-    rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
+    rows.sort(key=claim_order)
     return rows
+
+
+def claim_order(row: Mapping[str, Any]) -> tuple[int, float, int]:
+    """The order jobs start in: highest priority first, then the longest due."""
+    return (-row["priority"], row["run_at"].timestamp(), row["id"])
 
 
 async def complete(conn: Connection, claims: Sequence[Claim]) -> set[int]:

@@ -1,7 +1,9 @@
 """The worker: claims jobs, runs them through the executor, acknowledges them.
 
-- Claims take as many due jobs as there are free slots (`queue.concurrency`),
-  in one `FOR UPDATE SKIP LOCKED` statement, highest priority and oldest first.
+- Claims take due jobs in one `FOR UPDATE SKIP LOCKED` statement, highest
+  priority and oldest first: as many as there are free slots
+  (`queue.concurrency`), plus, when jobs finish faster than a claim comes back,
+  a few more held ready so the slots never wait for the next claim (see Prefetch).
 - A worker sleeps until a NOTIFY (sent once per committing transaction that
   queued work), a job of its own finishing while more are waiting, the next
   delayed job falling due, or the safety-net poll, whichever comes first.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import random
@@ -48,6 +51,7 @@ from ..guards import Caller
 from ..jsonutil import storable_text
 from ..manifests.model import ActionSpec
 from . import store
+from .prefetch import Prefetch
 from .retry import gives_up, retry_delay
 
 log = logging.getLogger("actions_server.worker")
@@ -80,6 +84,7 @@ class Worker:
         *,
         dsn: str,
         name: str | None = None,
+        prefetch: Prefetch | None = None,
     ) -> None:
         self.executor = executor
         self.database = database
@@ -87,9 +92,12 @@ class Worker:
         self.dsn = dsn
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
         self.running: dict[store.Claim, asyncio.Task[None]] = {}
+        # Claimed, not started yet: (priority order, row), a heap.
+        self._ready: list[tuple[tuple[int, float, int], dict[str, Any]]] = []
+        self._prefetch = prefetch or Prefetch(config.concurrency)
         self._wake = asyncio.Event()
         self._stopping = False
-        self._backlog = False  # the last claim filled every free slot: more may be waiting
+        self._backlog = False  # the last claim took all it asked for: more may be waiting
         self._done: list[store.Claim] = []
         self._failures: list[store.Failure] = []
         self._cancelled: list[store.Claim] = []  # runs stopped on an operator's request
@@ -133,21 +141,22 @@ class Worker:
         poll = self.config.poll_interval_seconds
         while not self._stopping:
             self._wake.clear()  # before claiming: a NOTIFY during the claim is not lost
-            free = self.config.concurrency - len(self.running)
+            room = self._room()
             wait = poll
-            if free > 0:
+            if room > 0:
                 try:
-                    claimed = await self._claim(free)
+                    claimed = await self._claim(room)
                 except DB_ERRORS as exc:
                     log.warning("cannot claim jobs: %s", exc)
                     claimed, wait = [], min(poll, ERROR_PAUSE_SECONDS)
                 except Exception:
                     log.exception("cannot claim jobs")
                     claimed, wait = [], min(poll, ERROR_PAUSE_SECONDS)
-                self._backlog = len(claimed) == free
+                self._backlog = len(claimed) == room
                 for row in claimed:
-                    self._start(row)
-                if self._backlog:
+                    heapq.heappush(self._ready, (store.claim_order(row), row))
+                self._start_ready()
+                if self._backlog and self._room() >= self._refill_at():
                     continue
                 if not claimed and wait == poll:
                     wait = await self._until_next_due(poll)
@@ -155,9 +164,21 @@ class Worker:
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
 
+    def _room(self) -> int:
+        """How many more jobs this worker would take now: free slots, plus the prefetch."""
+        held = len(self.running) + len(self._ready)
+        return self.config.concurrency + self._prefetch.size - held
+
+    def _refill_at(self) -> int:
+        """Claim again once this much room opened up (not per finished job)."""
+        return max(1, (self.config.concurrency + self._prefetch.size) // 2)
+
     async def _claim(self, limit: int) -> list[dict[str, Any]]:
+        began = time.perf_counter()
         async with self.database.control() as conn:
-            return await store.claim(conn, self.name, limit, self.config.lease_seconds)
+            claimed = await store.claim(conn, self.name, limit, self.config.lease_seconds)
+        self._prefetch.claimed(time.perf_counter() - began)
+        return claimed
 
     async def _until_next_due(self, poll: float) -> float:
         try:
@@ -170,20 +191,27 @@ class Worker:
         return max(0.0, min(poll, due.timestamp() - time.time()))
 
     def _wake_for_more(self) -> None:
-        """A slot freed up: claim again if work was left waiting and enough slots are free."""
-        free = self.config.concurrency - len(self.running)
-        if self._backlog and free >= max(1, self.config.concurrency // 4):
+        """A job finished: claim again if work was left waiting and enough room opened."""
+        if self._backlog and self._room() >= self._refill_at():
             self._wake.set()
 
     # --- running one job -------------------------------------------------------------
 
-    def _start(self, row: dict[str, Any]) -> None:
-        metrics.observe_job_wait(max(0.0, time.time() - row["run_at"].timestamp()))
-        claim = store.Claim(row["id"], row["claim"])
-        self.running[claim] = asyncio.create_task(self._execute(row, claim), name=f"job-{claim[0]}")
+    def _start_ready(self) -> None:
+        """Start ready jobs, in priority order, while slots are free (not once stopping)."""
+        while self._ready and len(self.running) < self.config.concurrency and not self._stopping:
+            _, row = heapq.heappop(self._ready)
+            metrics.observe_job_wait(max(0.0, time.time() - row["run_at"].timestamp()))
+            claim = store.Claim(row["id"], row["claim"])
+            task = asyncio.create_task(self._execute(row, claim), name=f"job-{claim[0]}")
+            self.running[claim] = task
+
+    def _ready_claims(self) -> list[store.Claim]:
+        return [store.Claim(row["id"], row["claim"]) for _, row in self._ready]
 
     async def _execute(self, row: dict[str, Any], claim: store.Claim) -> None:
         job_id = row["id"]
+        began = time.perf_counter()
         try:
             action = self.executor.registry.action(row["action"])
             if action is None:
@@ -244,8 +272,10 @@ class Worker:
                     self._acks_pending.set()
             self.processed += 1
         finally:
+            self._prefetch.ran(time.perf_counter() - began)
             self.running.pop(claim, None)
             self._stop_requested.discard(job_id)
+            self._start_ready()
             self._wake_for_more()
 
     def _completion(self, claim: store.Claim) -> Callable[[DbSession], Coroutine[Any, Any, None]]:
@@ -356,7 +386,7 @@ class Worker:
     # --- leases ---------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
-        claims = list(self.running)
+        claims = [*self.running, *self._ready_claims()]  # ready jobs hold leases too
         if claims:
             async with self.database.control() as conn:
                 to_stop = await store.heartbeat(conn, claims, self.config.lease_seconds)
@@ -366,6 +396,15 @@ class Worker:
     def stop_job(self, job_id: int) -> bool:
         """Cancel the run of `job_id` if this worker has it (an operator asked);
         the handler sees CancelledError at its next await. Whether it was here."""
+        for index, (_, row) in enumerate(self._ready):
+            if row["id"] == job_id:  # not started: it never will be
+                self._ready[index] = self._ready[-1]
+                self._ready.pop()
+                heapq.heapify(self._ready)
+                log.warning("job %s cancelled by an operator", job_id, extra={"job_id": job_id})
+                self._cancelled.append(store.Claim(row["id"], row["claim"]))
+                self._acks_pending.set()
+                return True
         for claim, task in self.running.items():
             if claim.job_id == job_id:
                 if job_id not in self._stop_requested:
@@ -410,7 +449,7 @@ class Worker:
                     async for notify in conn.notifies():
                         if notify.payload.startswith(store.CANCEL_PREFIX):
                             self.stop_job(int(notify.payload.removeprefix(store.CANCEL_PREFIX)))
-                        elif self.config.concurrency > len(self.running):
+                        elif self._room() > 0:
                             self._wake.set()
             except Exception as exc:
                 log.warning("job notifications lost (%s); polling until they are back", exc)
@@ -421,6 +460,8 @@ class Worker:
 
     async def _shutdown(self) -> None:
         self._stopping = True
+        ready, self._ready = self._ready_claims(), []
+        await self._release(ready, "jobs it had not started")
         tasks = list(self.running.values())
         if tasks:
             log.info(
@@ -434,17 +475,20 @@ class Worker:
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
-                try:
-                    async with self.database.control() as conn:
-                        await store.release(conn, unfinished)
-                    log.warning(
-                        "released %d unfinished jobs for other workers: %s",
-                        len(unfinished),
-                        [claim.job_id for claim in unfinished],
-                    )
-                except Exception as exc:
-                    log.warning(
-                        "cannot release %d jobs (their leases will expire): %s",
-                        len(unfinished),
-                        exc,
-                    )
+                await self._release(unfinished, "unfinished jobs")
+
+    async def _release(self, claims: list[store.Claim], what: str) -> None:
+        """Give jobs back for other workers, their attempt not counted."""
+        if not claims:
+            return
+        try:
+            async with self.database.control() as conn:
+                await store.release(conn, claims)
+            log.warning(
+                "released %d %s for other workers: %s",
+                len(claims),
+                what,
+                [claim.job_id for claim in claims],
+            )
+        except Exception as exc:
+            log.warning("cannot release %d jobs (their leases will expire): %s", len(claims), exc)
