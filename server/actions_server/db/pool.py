@@ -35,11 +35,10 @@ PgBouncer refuses), and runs set their role and settings only transaction-locall
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
@@ -77,18 +76,6 @@ RECONNECT_TIMEOUT_SECONDS = 0.0
 
 class _Stalled(Exception):
     """The database accepted the work but did not answer in time."""
-
-
-class _Progress:
-    """How far a pipelined first statement got: whether the server answered BEGIN."""
-
-    __slots__ = ("begin",)
-
-    def __init__(self) -> None:
-        self.begin: Cursor | None = None
-
-    def begun(self) -> bool:
-        return self.begin is not None and self.begin.pgresult is not None
 
 
 class FirstStatementFailed(Exception):
@@ -275,63 +262,29 @@ class Database:
         *,
         jobs: bool = False,
     ) -> tuple[Connection, Cursor]:
-        """A pooled connection on which BEGIN, `setup` and the run's first statement
-        went out in one pipeline: one round trip where acquire-then-execute costs two.
+        """A pooled connection in a transaction (BEGIN and `setup` sent as `acquire`
+        sends them, in one round trip) and the cursor of the run's first statement.
 
         Only for transactional runs. A connection found broken before the server
-        answered BEGIN ran nothing, and the next one is tried; once BEGIN was
-        answered, an error is the statement's own (never run twice) and is raised as
-        FirstStatementFailed, carrying the connection (the run's now, to roll back).
-        A server that has not answered BEGIN within the acquire timeout is taken for
-        down, as `acquire` does; a statement that is merely slow is waited for.
-        """
-        pool = self.run_pool(jobs=jobs)
-        wait = self.acquire_timeout
-        statements = [(_BEGIN, None), *self.run_setup, *setup]
-        for _ in range(pool.max_size + 1):
-            conn = await self._getconn(pool, wait)
-            progress = _Progress()
-            work = self._pipeline(conn, statements, query, params, progress)
-            try:
-                cursor = await self._within(wait, work, conn, pool, answered=progress.begun)
-            except _Stalled:
-                self.mark_down(f"no answer to BEGIN within {wait:g}s")
-                raise DatabaseUnavailable() from None
-            except psycopg.OperationalError as exc:
-                if not progress.begun():  # broken before the server began: nothing ran
-                    await self.release(conn, pool)  # the pool discards a broken connection
-                    continue
-                raise FirstStatementFailed(conn, exc) from exc
-            except psycopg.Error as exc:
-                raise FirstStatementFailed(conn, exc) from exc
-            except BaseException:
-                if conn not in self._abandoned:  # _within gives it back when its work ends
-                    await self.release(conn, pool)
-                raise
-            self.mark_up()
-            return conn, cursor
-        self.mark_down("every pooled connection was broken")
-        raise DatabaseUnavailable()
+        answered BEGIN ran nothing, and the next one is tried (as `acquire` does);
+        once BEGIN was answered, an error is the statement's own (never run twice)
+        and is raised as FirstStatementFailed, carrying the connection (the run's
+        now, to roll back).
 
-    @staticmethod
-    async def _pipeline(
-        conn: Connection,
-        statements: Sequence[Statement],
-        query: Query,
-        params: Any,
-        progress: _Progress,
-    ) -> Cursor:
-        async with conn.pipeline():
-            for statement, values in statements:
-                sent = await conn.execute(statement, values)
-                if progress.begin is None:  # BEGIN's
-                    progress.begin = sent
-            # Have the server send BEGIN's answer now rather than at the end of the
-            # pipeline: it tells a slow statement from a server that is not there.
-            with contextlib.suppress(psycopg.NotSupportedError):
-                conn.pgconn.send_flush_request()
+        BEGIN goes out on its own rather than in a pipeline with the statement: a
+        pipeline saves a round trip but costs more CPU in psycopg than the round
+        trip it saves (docs/performance.md), and a server that is busy is what
+        the CPU per request decides.
+        """
+        conn = await self.acquire(begin=True, setup=setup, jobs=jobs)
+        try:
             cursor = await conn.execute(query, params)
-        return cursor
+        except psycopg.Error as exc:
+            raise FirstStatementFailed(conn, exc) from exc
+        except BaseException:
+            await self.release(conn, self.run_pool(jobs=jobs))
+            raise
+        return conn, cursor
 
     async def _getconn(self, pool: AsyncConnectionPool[Connection], wait: float) -> Connection:
         """A connection from `pool`; 503 as soon as the breaker opens while waiting,
@@ -373,30 +326,40 @@ class Database:
         work: Awaitable[T],
         conn: Connection,
         pool: AsyncConnectionPool[Connection],
-        *,
-        answered: Callable[[], bool] = lambda: False,
     ) -> T:
-        """Await `work`; if it has not ended within `seconds` and the server has not
-        `answered` yet, raise _Stalled at once. Once it has answered, the rest is
-        waited for (the statement timeout bounds it).
+        """Await `work`; if it has not ended within `seconds`, raise _Stalled at once.
 
         A server that accepts connections but never answers (frozen, or behind a
         black hole) must not hold requests: psycopg, when cancelled, spends up to
         ten seconds asking the server to cancel, so the work is left to finish
         in the background and `conn` goes back to the pool (which drops it if it
-        ended up broken) when it does.
+        ended up broken) when it does. (One task, one future and one timer: this
+        runs once per run that touches the database, where asyncio.wait and
+        shield cost a few percent of a request.)
         """
-        task = asyncio.ensure_future(work)
+        loop = asyncio.get_running_loop()
+        task: asyncio.Future[T] = asyncio.ensure_future(work)
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        task.add_done_callback(wake)
+        timer = loop.call_later(seconds, wake)
         try:
-            done, _ = await asyncio.wait((task,), timeout=seconds)
-            if not done and not answered():
-                self._abandon(task, conn, pool)
-                raise _Stalled()
-            return await asyncio.shield(task)
+            await waiter
         except asyncio.CancelledError:
             if not task.done():
                 self._abandon(task, conn, pool)
             raise
+        finally:
+            timer.cancel()
+            task.remove_done_callback(wake)
+        if not task.done():
+            self._abandon(task, conn, pool)
+            raise _Stalled()
+        return task.result()
 
     def _abandon(
         self, task: asyncio.Future[Any], conn: Connection, pool: AsyncConnectionPool[Connection]

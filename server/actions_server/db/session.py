@@ -188,7 +188,10 @@ class DbSession:
                         "its transaction; nothing was saved (use ctx.db.transaction() to recover "
                         "from an expected error)"
                     )
-                await conn.execute("COMMIT" if commit else "ROLLBACK")
+                if commit:
+                    await conn.commit()  # psycopg's own COMMIT: no cursor, a third of the CPU
+                else:
+                    await conn.execute("ROLLBACK")
             elif self._session_level:
                 await self._reset(conn)
         finally:
