@@ -102,13 +102,39 @@ def parse_text(text: str, file: str) -> SourceDoc:
     return SourceDoc(file=file, data=data, lines=builder.lines)
 
 
+# Documents parsed before, by file: a reload parses again only the files whose text
+# changed (building the line map is most of loading an app of hundreds of actions).
+# Keyed by the text itself, not the modification time, which a quick second save
+# can leave unchanged.
+_parsed: dict[tuple[str, str], tuple[str, SourceDoc]] = {}
+_PARSED_LIMIT = 4096
+
+
 def parse_file(path: Path, shown_as: str | None = None) -> SourceDoc:
     file = shown_as or str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SourceError(Problem(file=file, line=None, message=f"cannot read: {exc}")) from None
-    return parse_text(text, file)
+    key = (str(path), file)
+    known = _parsed.get(key)
+    if known is not None and known[0] == text:
+        doc = known[1]
+        return SourceDoc(file=doc.file, data=_copied(doc.data), lines=doc.lines)
+    doc = parse_text(text, file)
+    if len(_parsed) >= _PARSED_LIMIT:
+        _parsed.clear()
+    _parsed[key] = (text, doc)
+    return SourceDoc(file=doc.file, data=_copied(doc.data), lines=doc.lines)
+
+
+def _copied(data: Any) -> Any:
+    """A copy of parsed data (mappings, lists, immutable scalars): callers may change theirs."""
+    if type(data) is dict:
+        return {key: _copied(value) for key, value in data.items()}
+    if type(data) is list:
+        return [_copied(value) for value in data]
+    return data
 
 
 def schema_errors(

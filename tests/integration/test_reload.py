@@ -113,6 +113,7 @@ def app(tmp_path: Path, empty_database: str) -> Iterator[App]:
 
 def test_routes_schemas_and_handler_code_follow_the_files(app: App) -> None:
     assert app.call("GET", "/hello") == (200, {"version": 1})
+    assert "/items" not in app.call("GET", "/openapi.json")[1]["paths"]
 
     app.write(
         "actions/items.yaml",
@@ -132,6 +133,8 @@ def test_routes_schemas_and_handler_code_follow_the_files(app: App) -> None:
     )
     until(lambda: app.call("POST", "/items", {"name": "a"})[0] == 201, "the new route", app)
     assert app.call("POST", "/items", {"name": 7})[0] == 400
+    # The reference is built again when next asked for, from the reloaded app.
+    assert "post" in app.call("GET", "/openapi.json")[1]["paths"]["/items"]
 
     schema = (app.folder / "actions/items.yaml").read_text()
     app.write(

@@ -56,7 +56,9 @@ class ApiReference:
 
     def __init__(self, config: Config, registry: Registry) -> None:
         self.config = config
-        self._current = self._build(registry)
+        self._registry = registry
+        self._built: _Reference | None = None
+        self._failed = False
 
     @property
     def endpoints(self) -> dict[str, Endpoint]:
@@ -70,15 +72,21 @@ class ApiReference:
         return found
 
     def use_registry(self, registry: Registry) -> None:
-        self._current = self._build(registry)
+        # Built when first asked for, not here: for an app of hundreds of actions
+        # the document takes longer than the rest of a reload, and most reloads
+        # are never followed by a look at the reference.
+        self._registry, self._built, self._failed = registry, None, False
 
-    def _build(self, registry: Registry) -> _Reference | None:
-        # A bug in generating the reference must cost the reference, not the server.
-        try:
-            return _Reference(build_openapi(registry, self.config))
-        except Exception:
-            log.exception("cannot build the OpenAPI document")
-            return None
+    @property
+    def _current(self) -> _Reference | None:
+        if self._built is None and not self._failed:
+            # A bug in generating the reference must cost the reference, not the server.
+            try:
+                self._built = _Reference(build_openapi(self._registry, self.config))
+            except Exception:
+                log.exception("cannot build the OpenAPI document")
+                self._failed = True
+        return self._built
 
     async def openapi_json(self, request: web.BaseRequest, trace_id: str) -> web.StreamResponse:
         if self._current is None:
