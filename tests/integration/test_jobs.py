@@ -498,3 +498,21 @@ async def test_acknowledgements_on_their_way_when_the_worker_stops_are_kept(app:
             with pytest.raises(asyncio.CancelledError):
                 await flushing
         assert claim in worker._done  # the worker's last flush writes it
+
+
+async def test_a_claimed_payload_keeps_every_integer_a_push_can_store(
+    app: Client, empty_database: str
+) -> None:
+    # Claims read payloads with orjson: exact for every integer orjson can write (a
+    # push refuses larger ones), and the claim hands over the same values.
+    payload = {"top": 2**64 - 1, "bottom": -(2**63), "ratio": 0.1, "text": "é\u2028", "n": None}
+    async with await psycopg.AsyncConnection.connect(
+        empty_database, autocommit=True, row_factory=dict_row
+    ) as conn:
+        await store.enqueue(
+            conn,
+            [store.NewJob(kind="job", name="w", action="q.work", payload=payload, max_attempts=3)],
+        )
+        [claimed] = await store.claim(conn, "a-worker", 10, 30)
+    assert claimed["payload"] == payload
+    assert type(claimed["payload"]["top"]) is int

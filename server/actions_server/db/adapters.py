@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb, JsonbBinaryDumper, JsonbDumper
+from psycopg.types.json import Jsonb, JsonbBinaryDumper, JsonbDumper, JsonbLoader
 
-from ..jsonutil import dumps_for_db
+from ..jsonutil import dumps_for_db, loads
 
 
 class CheckedJsonb(Jsonb):
@@ -17,6 +17,14 @@ class CheckedJsonb(Jsonb):
     binary, so an array of them (a bulk push or emit) needs no quoting per element.
     Values a handler passes through `ctx.db` keep psycopg's default encoding, whose
     limits (integers beyond 64 bits, NaN refused by PostgreSQL) they may rely on."""
+
+
+class FrameworkJsonbLoader(JsonbLoader):
+    """Reads jsonb the framework wrote with CheckedJsonb (a claimed job's payload and
+    principal) with orjson. Only for such values: orjson reads an integer beyond 64
+    bits as a float, but orjson could not have written one."""
+
+    _loads = staticmethod(loads)
 
 
 class _CheckedJsonbDumper(JsonbDumper):

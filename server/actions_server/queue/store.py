@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..db.adapters import CheckedJsonb
+from ..db.adapters import CheckedJsonb, FrameworkJsonbLoader
 from ..db.pool import Connection
 from ..db.sqlfile import load_queries
 
@@ -173,9 +173,9 @@ async def claim(
     conn: Connection, worker: str, limit: int, lease_seconds: float
 ) -> list[dict[str, Any]]:
     """Take up to `limit` due jobs, highest priority and oldest first, for `worker`."""
-    cursor = await conn.execute(
-        Q["claim"], {"limit": limit, "worker": worker, "lease": lease_seconds}
-    )
+    cursor = conn.cursor()
+    cursor.adapters.register_loader("jsonb", FrameworkJsonbLoader)
+    await cursor.execute(Q["claim"], {"limit": limit, "worker": worker, "lease": lease_seconds})
     rows = await cursor.fetchall()
     rows.sort(key=claim_order)
     return rows
