@@ -143,14 +143,88 @@ async def test_an_operator_cancels_a_job_held_ready_before_it_starts(
     assert marks(empty_database) == ["x"]
 
 
-async def test_the_heartbeat_keeps_the_leases_of_jobs_held_ready(
+async def test_a_held_job_whose_lease_was_taken_back_runs_once(
     app: Client, empty_database: str
 ) -> None:
-    # x outlives three leases while y waits ready behind it: were y's lease not
-    # extended, the reaper would put y back and it would run twice.
-    await enqueue(empty_database, {"name": "x", "seconds": 4.5}, {"name": "y"})
-    async with working(app, prefetch=Held(1), concurrency=1, lease_seconds=1.5):
-        assert await eventually(lambda: len(marks(empty_database)) == 2)
+    # y waits ready behind x when its lease runs out (a stalled worker) and any
+    # worker's reaper puts it back; claimed again, it must not also run from the
+    # stale entry.
+    _, held = await enqueue(empty_database, {"name": "x", "seconds": 2.0}, {"name": "y"})
+    async with working(app, prefetch=Held(1), concurrency=1):
+        assert await eventually(lambda: marks(empty_database) == ["x"])
+        async with await psycopg.AsyncConnection.connect(
+            empty_database, autocommit=True, row_factory=dict_row
+        ) as conn:
+            await conn.execute(
+                "UPDATE actions_server.jobs SET locked_until = now() - interval '1s' WHERE id = %s",
+                (held,),
+            )
+            assert await store.reap_expired(conn) == [held]
         assert await eventually(lambda: jobs(empty_database)["y"]["status"] == "done")
     assert marks(empty_database) == ["x", "y"]
-    assert jobs(empty_database) == {name: {"status": "done", "attempts": 1} for name in "xy"}
+
+
+class Adjustable(Prefetch):
+    """A prefetch whose size the test sets."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(1)
+        self.now = size
+
+    @property
+    def size(self) -> int:
+        return self.now
+
+
+async def test_a_job_pushed_while_every_slot_and_hold_is_taken_starts_when_one_frees(
+    app: Client, empty_database: str
+) -> None:
+    # The claim got less than it asked for, then the prefetch shrank (a slow job):
+    # the NOTIFY of a new job finds no room, and must still be acted on later.
+    prefetch = Adjustable(1)
+    await enqueue(empty_database, {"name": "x", "seconds": 1.0})
+    async with working(app, prefetch=prefetch, concurrency=1, poll_interval_seconds=60):
+        assert await eventually(lambda: marks(empty_database) == ["x"])
+        prefetch.now = 0
+        await enqueue(empty_database, {"name": "y"})
+        assert await eventually(lambda: marks(empty_database) == ["x", "y"], seconds=15)
+
+
+async def test_jobs_held_behind_a_slow_one_go_to_an_idle_worker(
+    app: Client, empty_database: str
+) -> None:
+    quick = Prefetch(1)
+    quick.claimed(0.005)
+    quick.ran(0.001)  # what quick jobs before taught it: hold up to 4
+    await enqueue(
+        empty_database,
+        {"name": "slow", "priority": 5, "seconds": 6.0},
+        {"name": "a"},
+        {"name": "b"},
+        {"name": "c"},
+    )
+    await app.runtime.database.open_jobs_pool(2)  # both workers' runs take from it
+    async with working(app, prefetch=quick, concurrency=1, poll_interval_seconds=60):
+        assert await eventually(lambda: marks(empty_database) == ["slow"])
+        async with working(app, concurrency=1, poll_interval_seconds=60):
+            assert await eventually(
+                lambda: sorted(marks(empty_database)) == [*sorted("abc"), "slow"]
+            )
+            assert jobs(empty_database)["slow"]["status"] == "running"
+    assert {name: job["attempts"] for name, job in jobs(empty_database).items()} == dict.fromkeys(
+        ["slow", "a", "b", "c"], 1
+    )
+
+
+async def test_a_freed_slot_takes_the_next_job_while_the_others_run(
+    app: Client, empty_database: str
+) -> None:
+    await enqueue(
+        empty_database,
+        *({"name": f"long{n}", "seconds": 6.0, "priority": 2} for n in range(3)),
+        {"name": "short", "priority": 1},
+        {"name": "next"},
+    )
+    async with working(app, prefetch=Held(0), concurrency=4, poll_interval_seconds=60):
+        assert await eventually(lambda: "next" in marks(empty_database))
+        assert {jobs(empty_database)[f"long{n}"]["status"] for n in range(3)} == {"running"}

@@ -1,6 +1,6 @@
 """How many claimed jobs a worker holds ready: enough to cover one claim's round trip."""
 
-from actions_server.queue.prefetch import Prefetch
+from actions_server.queue.prefetch import Prefetch, ReadyJobs
 
 
 def test_nothing_is_held_before_anything_was_measured() -> None:
@@ -36,3 +36,44 @@ def test_the_averages_follow_a_change_without_jumping_on_one_sample() -> None:
     prefetch.ran(1.0)  # one slow job: the average moves a fifth of the way
     assert 0.15 < prefetch.job_seconds < 0.25
     assert prefetch.size == 0
+
+
+def test_held_jobs_come_out_in_priority_order() -> None:
+    ready = ReadyJobs()
+    for job_id, priority in ((1, 0), (2, 5), (3, 1)):
+        ready.add(job_id, (-priority, job_id), {"id": job_id}, now=0.0)
+    assert [ready.pop()["id"] for _ in range(3)] == [2, 3, 1]
+    assert len(ready) == 0
+
+
+def test_a_job_claimed_again_replaces_its_stale_entry() -> None:
+    ready = ReadyJobs()
+    ready.add(7, (0, 7), {"id": 7, "claim": "old"}, now=0.0)
+    ready.add(7, (0, 7), {"id": 7, "claim": "new"}, now=1.0)
+    assert len(ready) == 1
+    assert ready.pop() == {"id": 7, "claim": "new"}
+    assert len(ready) == 0
+
+
+def test_removed_lost_and_long_held_jobs_leave_the_list() -> None:
+    ready = ReadyJobs()
+    for job_id in range(1, 6):
+        ready.add(job_id, (0, job_id), {"id": job_id}, now=float(job_id))
+    assert ready.remove(1) == {"id": 1}
+    assert ready.remove(1) is None
+    assert [row["id"] for row in ready.held_since_before(3.5)] == [2, 3]
+    assert [row["id"] for row in ready.keep_only({5})] == [4]
+    assert [row["id"] for row in ready.rows()] == [5]
+    assert ready.pop() == {"id": 5}
+
+
+def test_a_stall_stops_the_prefetch_until_quick_jobs_bring_it_back() -> None:
+    prefetch = Prefetch(4)
+    prefetch.claimed(0.004)
+    prefetch.ran(0.001)
+    assert prefetch.size == 16
+    prefetch.stalled(0.5)
+    assert prefetch.size == 0
+    for _ in range(40):
+        prefetch.ran(0.001)
+    assert prefetch.size >= 12  # the average is back within a few percent

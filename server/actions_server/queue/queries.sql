@@ -132,9 +132,15 @@ SET status = 'cancelled', finished_at = now(), locked_by = NULL, locked_until = 
 WHERE id = ANY(%(ids)s) AND claim = ANY(%(claims)s) AND status = 'running';
 
 -- name: release
-UPDATE actions_server.jobs
-SET status = 'queued', attempts = attempts - 1, locked_by = NULL, locked_until = NULL, run_at = now()
-WHERE id = ANY(%(ids)s) AND claim = ANY(%(claims)s) AND status = 'running';
+-- Told on the queue's channel, once, so that an idle worker takes them at once.
+WITH released AS (
+    UPDATE actions_server.jobs
+    SET status = 'queued', attempts = attempts - 1, locked_by = NULL, locked_until = NULL,
+        run_at = now()
+    WHERE id = ANY(%(ids)s) AND claim = ANY(%(claims)s) AND status = 'running'
+    RETURNING id
+)
+SELECT pg_notify('actions_server_jobs', '') WHERE EXISTS (SELECT FROM released);
 
 -- name: reap
 WITH expired AS (

@@ -217,10 +217,13 @@ async def fail(conn: Connection, failures: Sequence[Failure]) -> None:
     )
 
 
-async def heartbeat(conn: Connection, claims: Sequence[Claim], lease_seconds: float) -> set[int]:
-    """Extend the leases of `claims`; the ids of those an operator asked to cancel."""
+async def heartbeat(
+    conn: Connection, claims: Sequence[Claim], lease_seconds: float
+) -> dict[int, bool]:
+    """Extend the leases of `claims`: the ids still held, each with whether an operator
+    asked to cancel it."""
     cursor = await conn.execute(Q["heartbeat"], {**_claim_params(claims), "lease": lease_seconds})
-    return {row["id"] for row in await cursor.fetchall() if row["cancel_requested"]}
+    return {row["id"]: row["cancel_requested"] for row in await cursor.fetchall()}
 
 
 async def finish_cancelled(conn: Connection, claims: Sequence[Claim]) -> None:

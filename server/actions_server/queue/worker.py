@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import logging
 import os
 import random
@@ -51,7 +50,7 @@ from ..guards import Caller
 from ..jsonutil import storable_text
 from ..manifests.model import ActionSpec
 from . import store
-from .prefetch import Prefetch
+from .prefetch import Prefetch, ReadyJobs
 from .retry import gives_up, retry_delay
 
 log = logging.getLogger("actions_server.worker")
@@ -66,6 +65,9 @@ ERROR_PAUSE_SECONDS = 1.0  # after an unexpected error, before a loop tries agai
 # attempt does not count.
 POSTPONE_SECONDS = 5.0
 UNKNOWN_ACTION_POSTPONE_SECONDS = 60.0
+# A job held ready this long waits behind slow jobs rather than for one claim's round
+# trip: it goes back to the queue for any worker.
+HOLD_LIMIT_SECONDS = 0.5
 
 
 class LeaseLost(ActionError):
@@ -92,8 +94,7 @@ class Worker:
         self.dsn = dsn
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
         self.running: dict[store.Claim, asyncio.Task[None]] = {}
-        # Claimed, not started yet: (priority order, row), a heap.
-        self._ready: list[tuple[tuple[int, float, int], dict[str, Any]]] = []
+        self._ready = ReadyJobs()  # claimed, not started yet
         self._prefetch = prefetch or Prefetch(config.concurrency)
         self._wake = asyncio.Event()
         self._stopping = False
@@ -120,6 +121,7 @@ class Worker:
                 name="worker-reap",
             ),
             asyncio.create_task(self._acknowledge(), name="worker-ack"),
+            asyncio.create_task(self._give_back_long_held(), name="worker-holds"),
         ]
         stopper = asyncio.create_task(self._on_stop(stop))
         log.info("worker %s started (concurrency %d)", self.name, self.config.concurrency)
@@ -153,8 +155,9 @@ class Worker:
                     log.exception("cannot claim jobs")
                     claimed, wait = [], min(poll, ERROR_PAUSE_SECONDS)
                 self._backlog = len(claimed) == room
+                now = time.monotonic()
                 for row in claimed:
-                    heapq.heappush(self._ready, (store.claim_order(row), row))
+                    self._ready.add(row["id"], store.claim_order(row), row, now)
                 self._start_ready()
                 if self._backlog and self._room() >= self._refill_at():
                     continue
@@ -171,7 +174,7 @@ class Worker:
 
     def _refill_at(self) -> int:
         """Claim again once this much room opened up (not per finished job)."""
-        return max(1, (self.config.concurrency + self._prefetch.size) // 2)
+        return max(1, (self.config.concurrency + self._prefetch.size) // 4)
 
     async def _claim(self, limit: int) -> list[dict[str, Any]]:
         began = time.perf_counter()
@@ -200,14 +203,25 @@ class Worker:
     def _start_ready(self) -> None:
         """Start ready jobs, in priority order, while slots are free (not once stopping)."""
         while self._ready and len(self.running) < self.config.concurrency and not self._stopping:
-            _, row = heapq.heappop(self._ready)
+            row = self._ready.pop()
             metrics.observe_job_wait(max(0.0, time.time() - row["run_at"].timestamp()))
             claim = store.Claim(row["id"], row["claim"])
             task = asyncio.create_task(self._execute(row, claim), name=f"job-{claim[0]}")
             self.running[claim] = task
 
     def _ready_claims(self) -> list[store.Claim]:
-        return [store.Claim(row["id"], row["claim"]) for _, row in self._ready]
+        return _claims(self._ready.rows())
+
+    async def _give_back_long_held(self) -> None:
+        """Jobs held ready longer than HOLD_LIMIT_SECONDS wait behind slow ones, where
+        another worker could run them: give them back (the attempt not counted), and
+        hold none until jobs are quick again."""
+        while True:
+            await loops.pause(HOLD_LIMIT_SECONDS / 2)
+            held = self._ready.held_since_before(time.monotonic() - HOLD_LIMIT_SECONDS)
+            if held:
+                self._prefetch.stalled(HOLD_LIMIT_SECONDS)
+                await self._release(_claims(held), "jobs held behind slow ones", logging.INFO)
 
     async def _execute(self, row: dict[str, Any], claim: store.Claim) -> None:
         job_id = row["id"]
@@ -389,22 +403,23 @@ class Worker:
         claims = [*self.running, *self._ready_claims()]  # ready jobs hold leases too
         if claims:
             async with self.database.control() as conn:
-                to_stop = await store.heartbeat(conn, claims, self.config.lease_seconds)
-            for job_id in to_stop:  # a cancel whose NOTIFY this worker missed
-                self.stop_job(job_id)
+                held = await store.heartbeat(conn, claims, self.config.lease_seconds)
+            lost = self._ready.keep_only(set(held))
+            if lost:  # put back while this worker could not extend them: others have them
+                log.warning("lost the leases of %d jobs held ready; not running them", len(lost))
+            for job_id, cancel in held.items():
+                if cancel:  # a cancel whose NOTIFY this worker missed
+                    self.stop_job(job_id)
 
     def stop_job(self, job_id: int) -> bool:
         """Cancel the run of `job_id` if this worker has it (an operator asked);
         the handler sees CancelledError at its next await. Whether it was here."""
-        for index, (_, row) in enumerate(self._ready):
-            if row["id"] == job_id:  # not started: it never will be
-                self._ready[index] = self._ready[-1]
-                self._ready.pop()
-                heapq.heapify(self._ready)
-                log.warning("job %s cancelled by an operator", job_id, extra={"job_id": job_id})
-                self._cancelled.append(store.Claim(row["id"], row["claim"]))
-                self._acks_pending.set()
-                return True
+        row = self._ready.remove(job_id)
+        if row is not None:  # not started: it never will be
+            log.warning("job %s cancelled by an operator", job_id, extra={"job_id": job_id})
+            self._cancelled.append(store.Claim(row["id"], row["claim"]))
+            self._acks_pending.set()
+            return True
         for claim, task in self.running.items():
             if claim.job_id == job_id:
                 if job_id not in self._stop_requested:
@@ -451,6 +466,8 @@ class Worker:
                             self.stop_job(int(notify.payload.removeprefix(store.CANCEL_PREFIX)))
                         elif self._room() > 0:
                             self._wake.set()
+                        else:  # claim once room opens up (_wake_for_more)
+                            self._backlog = True
             except Exception as exc:
                 log.warning("job notifications lost (%s); polling until they are back", exc)
                 await loops.pause(delay)
@@ -460,7 +477,7 @@ class Worker:
 
     async def _shutdown(self) -> None:
         self._stopping = True
-        ready, self._ready = self._ready_claims(), []
+        ready, self._ready = self._ready_claims(), ReadyJobs()
         await self._release(ready, "jobs it had not started")
         tasks = list(self.running.values())
         if tasks:
@@ -477,14 +494,17 @@ class Worker:
                 await asyncio.gather(*pending, return_exceptions=True)
                 await self._release(unfinished, "unfinished jobs")
 
-    async def _release(self, claims: list[store.Claim], what: str) -> None:
+    async def _release(
+        self, claims: list[store.Claim], what: str, level: int = logging.WARNING
+    ) -> None:
         """Give jobs back for other workers, their attempt not counted."""
         if not claims:
             return
         try:
             async with self.database.control() as conn:
                 await store.release(conn, claims)
-            log.warning(
+            log.log(
+                level,
                 "released %d %s for other workers: %s",
                 len(claims),
                 what,
@@ -492,3 +512,7 @@ class Worker:
             )
         except Exception as exc:
             log.warning("cannot release %d jobs (their leases will expire): %s", len(claims), exc)
+
+
+def _claims(rows: list[dict[str, Any]]) -> list[store.Claim]:
+    return [store.Claim(row["id"], row["claim"]) for row in rows]
