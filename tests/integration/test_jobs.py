@@ -491,13 +491,13 @@ async def test_acknowledgements_on_their_way_when_the_worker_stops_are_kept(app:
         database = app.runtime.database
         # Every control connection busy: the flush waits for one, and is stopped there.
         async with database.control(), database.control(), database.control():
-            worker._done.append(claim)
-            flushing = asyncio.create_task(worker._flush_acks())
+            worker._acks._done.append(claim)
+            flushing = asyncio.create_task(worker._acks.flush())
             await asyncio.sleep(0.2)
             flushing.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await flushing
-        assert claim in worker._done  # the worker's last flush writes it
+        assert claim in worker._acks._done  # the worker's last flush writes it
 
 
 async def test_a_claimed_payload_keeps_every_integer_a_push_can_store(

@@ -50,6 +50,7 @@ from ..guards import Caller
 from ..jsonutil import storable_text
 from ..manifests.model import ActionSpec
 from . import store
+from .acks import Acknowledgements
 from .prefetch import Prefetch, ReadyJobs
 from .retry import gives_up, retry_delay
 
@@ -57,8 +58,6 @@ log = logging.getLogger("actions_server.worker")
 
 
 TRIGGERS = {"job": "job", "event": "event", "cron": "cron"}
-ACK_DELAY_SECONDS = 0.01  # gather acknowledgements this long before writing them
-ACK_BATCH = 500
 ERROR_PAUSE_SECONDS = 1.0  # after an unexpected error, before a loop tries again
 # A job that could not run for reasons not its own (database down, pool busy,
 # its action missing from this deployment) comes back after this long; the
@@ -99,11 +98,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._backlog = False  # the last claim took all it asked for: more may be waiting
-        self._done: list[store.Claim] = []
-        self._failures: list[store.Failure] = []
-        self._cancelled: list[store.Claim] = []  # runs stopped on an operator's request
+        self._acks = Acknowledgements(database, self._wake.set)  # a retry due: claim
         self._stop_requested: set[int] = set()  # job ids whose runs this worker cancelled
-        self._acks_pending = asyncio.Event()
         self.processed = 0
 
     # --- the main loop --------------------------------------------------------------
@@ -120,7 +116,7 @@ class Worker:
                 self._every(min(15.0, self.config.lease_seconds / 2), self._reap),
                 name="worker-reap",
             ),
-            asyncio.create_task(self._acknowledge(), name="worker-ack"),
+            asyncio.create_task(self._acks.keep_writing(), name="worker-ack"),
             asyncio.create_task(self._give_back_long_held(), name="worker-holds"),
         ]
         stopper = asyncio.create_task(self._on_stop(stop))
@@ -131,7 +127,7 @@ class Worker:
             stopper.cancel()
             await self._shutdown()
             await loops.stop(background)
-            await self._flush_acks()
+            await self._acks.flush()
             log.info("worker %s stopped after %d jobs", self.name, self.processed)
 
     async def _on_stop(self, stop: asyncio.Event) -> None:
@@ -261,8 +257,7 @@ class Worker:
                     raise  # shutdown: the job is released for another worker
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 log.warning("job %s cancelled by an operator", job_id, extra={"job_id": job_id})
-                self._cancelled.append(claim)
-                self._acks_pending.set()
+                self._acks.cancelled(claim)
             except LeaseLost:
                 log.warning(
                     "job %s: lease lost; another worker has it", job_id, extra={"job_id": job_id}
@@ -282,8 +277,7 @@ class Worker:
                 self._fail(row, claim, action, error)
             else:
                 if not result.completed:
-                    self._done.append(claim)
-                    self._acks_pending.set()
+                    self._acks.done(claim)
             self.processed += 1
         finally:
             self._prefetch.ran(time.perf_counter() - began)
@@ -339,63 +333,9 @@ class Worker:
                 exc.message,
                 extra=extra,
             )
-        self._failures.append(
+        self._acks.failed(
             store.Failure(claim=claim, dead=dead, delay_seconds=delay, error=error, counts=counts)
         )
-        self._acks_pending.set()
-
-    # --- acknowledgements ------------------------------------------------------------
-
-    async def _acknowledge(self) -> None:
-        while True:
-            await self._acks_pending.wait()
-            await loops.pause(ACK_DELAY_SECONDS)
-            if not await self._flush_acks():
-                await loops.pause(ERROR_PAUSE_SECONDS)
-
-    async def _flush_acks(self) -> bool:
-        """Write pending acknowledgements; False when the database refused them for now."""
-        self._acks_pending.clear()
-        if self._cancelled:
-            cancelled, self._cancelled = self._cancelled, []
-            try:
-                async with self.database.control() as conn:
-                    await store.finish_cancelled(conn, cancelled)
-            except DB_ERRORS as exc:
-                log.warning("cannot mark %d jobs cancelled: %s", len(cancelled), exc)
-                self._cancelled[:0] = cancelled
-                self._acks_pending.set()
-                return False
-            except asyncio.CancelledError:  # stopping: the last flush writes them
-                self._cancelled[:0] = cancelled
-                raise
-        while self._done or self._failures:
-            done, self._done = self._done[:ACK_BATCH], self._done[ACK_BATCH:]
-            failures, self._failures = self._failures[:ACK_BATCH], self._failures[ACK_BATCH:]
-            try:
-                async with self.database.control() as conn:
-                    if done:
-                        await store.complete(conn, done)
-                    await store.fail(conn, failures)
-                if any(not f.dead for f in failures):
-                    self._wake.set()  # a retry is due soon: let the claimer schedule it
-            except DB_ERRORS as exc:
-                # Keep them: the next flush tries again (or the leases expire and
-                # the jobs run again, which at-least-once delivery allows).
-                log.warning("cannot acknowledge %d jobs: %s", len(done) + len(failures), exc)
-                self._done[:0], self._failures[:0] = done, failures
-                self._acks_pending.set()
-                return False
-            except asyncio.CancelledError:
-                # Stopping while this batch was on its way: the last flush writes it
-                # (again, if it got there: acknowledging is idempotent per claim).
-                self._done[:0], self._failures[:0] = done, failures
-                raise
-            except Exception:
-                # Not a passing outage: retrying the same batch would fail forever.
-                # Drop it; the leases expire and the jobs run again.
-                log.exception("cannot acknowledge %d jobs; dropped", len(done) + len(failures))
-        return True
 
     # --- leases ---------------------------------------------------------------------
 
@@ -417,8 +357,7 @@ class Worker:
         row = self._ready.remove(job_id)
         if row is not None:  # not started: it never will be
             log.warning("job %s cancelled by an operator", job_id, extra={"job_id": job_id})
-            self._cancelled.append(store.Claim(row["id"], row["claim"]))
-            self._acks_pending.set()
+            self._acks.cancelled(store.Claim(row["id"], row["claim"]))
             return True
         for claim, task in self.running.items():
             if claim.job_id == job_id:
