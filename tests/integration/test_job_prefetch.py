@@ -38,15 +38,15 @@ async def step(input, ctx):
 
 
 class Held(Prefetch):
-    """A prefetch of a fixed size, whatever the measured timings."""
+    """A prefetch of the size the test sets, whatever the measured timings."""
 
     def __init__(self, size: int) -> None:
         super().__init__(1)
-        self._size = size
+        self.now = size
 
     @property
     def size(self) -> int:
-        return self._size
+        return self.now
 
 
 @pytest.fixture
@@ -164,24 +164,12 @@ async def test_a_held_job_whose_lease_was_taken_back_runs_once(
     assert marks(empty_database) == ["x", "y"]
 
 
-class Adjustable(Prefetch):
-    """A prefetch whose size the test sets."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(1)
-        self.now = size
-
-    @property
-    def size(self) -> int:
-        return self.now
-
-
 async def test_a_job_pushed_while_every_slot_and_hold_is_taken_starts_when_one_frees(
     app: Client, empty_database: str
 ) -> None:
     # The claim got less than it asked for, then the prefetch shrank (a slow job):
     # the NOTIFY of a new job finds no room, and must still be acted on later.
-    prefetch = Adjustable(1)
+    prefetch = Held(1)
     await enqueue(empty_database, {"name": "x", "seconds": 1.0})
     async with working(app, prefetch=prefetch, concurrency=1, poll_interval_seconds=60):
         assert await eventually(lambda: marks(empty_database) == ["x"])
