@@ -93,8 +93,8 @@ SET status = 'running', attempts = j.attempts + 1, locked_by = %(worker)s,
     locked_until = now() + make_interval(secs => %(lease)s), started_at = now(),
     claim = gen_random_uuid()
 FROM next WHERE j.id = next.id
-RETURNING j.id, j.claim, j.kind, j.name, j.action, j.payload, j.priority, j.run_at, j.attempts,
-          j.max_attempts, j.trace_id, j.parent_run_id, j.principal, j.event_id, j.created_at;
+RETURNING j.id, j.claim, j.kind, j.action, j.payload, j.priority, j.run_at, j.attempts,
+          j.max_attempts, j.trace_id, j.parent_run_id, j.principal;
 
 -- name: complete
 -- clock_timestamp(): a run completes its job in its own transaction, just before the
