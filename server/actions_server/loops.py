@@ -18,6 +18,7 @@ from collections.abc import Iterable
 log = logging.getLogger("actions_server")
 
 STOP_RETRY_SECONDS = 1.0
+ERROR_PAUSE_SECONDS = 1.0  # after an unexpected error, before a loop tries again
 
 
 def stop_requested() -> bool:

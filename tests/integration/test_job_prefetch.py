@@ -4,7 +4,7 @@ and a stopping worker gives them back without counting an attempt."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +62,14 @@ async def app(tmp_path: Path, empty_database: str) -> AsyncIterator[Client]:
         yield client
 
 
+def connect(dsn: str) -> Coroutine[Any, Any, psycopg.AsyncConnection[dict[str, Any]]]:
+    """An autocommit connection of its own, as the queue's functions take one."""
+    return psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row)
+
+
 async def enqueue(dsn: str, *jobs: dict[str, Any]) -> list[int]:
     """Queue `step` jobs (name, optional seconds and priority) while no worker runs."""
-    async with await psycopg.AsyncConnection.connect(
-        dsn, autocommit=True, row_factory=dict_row
-    ) as conn:
+    async with await connect(dsn) as conn:
         return await store.enqueue(
             conn,
             [
@@ -134,9 +137,7 @@ async def test_an_operator_cancels_a_job_held_ready_before_it_starts(
     _, held = await enqueue(empty_database, {"name": "x", "seconds": 1.5}, {"name": "y"})
     async with working(app, prefetch=Held(1), concurrency=1):
         assert await eventually(lambda: marks(empty_database) == ["x"])
-        async with await psycopg.AsyncConnection.connect(
-            empty_database, autocommit=True, row_factory=dict_row
-        ) as conn:
+        async with await connect(empty_database) as conn:
             assert await store.cancel(conn, held) == "requested"
         assert await eventually(lambda: jobs(empty_database)["y"]["status"] == "cancelled")
         assert await eventually(lambda: jobs(empty_database)["x"]["status"] == "done")
@@ -152,9 +153,7 @@ async def test_a_held_job_whose_lease_was_taken_back_runs_once(
     _, held = await enqueue(empty_database, {"name": "x", "seconds": 2.0}, {"name": "y"})
     async with working(app, prefetch=Held(1), concurrency=1):
         assert await eventually(lambda: marks(empty_database) == ["x"])
-        async with await psycopg.AsyncConnection.connect(
-            empty_database, autocommit=True, row_factory=dict_row
-        ) as conn:
+        async with await connect(empty_database) as conn:
             await conn.execute(
                 "UPDATE actions_server.jobs SET locked_until = now() - interval '1s' WHERE id = %s",
                 (held,),

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from .. import loops
 from ..db.pool import OUTAGE_ERRORS as DB_ERRORS
 from ..db.pool import Database
+from ..loops import ERROR_PAUSE_SECONDS
 from . import store
 
 log = logging.getLogger("actions_server.worker")
 
 ACK_DELAY_SECONDS = 0.01  # gather acknowledgements this long before writing them
 ACK_BATCH = 500
-ERROR_PAUSE_SECONDS = 1.0  # after the database refused a batch, before trying again
 
 
 class Acknowledgements:

@@ -38,6 +38,11 @@ class Claim(NamedTuple):
     token: uuid.UUID
 
 
+def claim_of(row: Mapping[str, Any]) -> Claim:
+    """The claim of a claimed job's row."""
+    return Claim(row["id"], row["claim"])
+
+
 def _claim_params(claims: Sequence[Claim]) -> dict[str, list[Any]]:
     return {"ids": [c.job_id for c in claims], "claims": [c.token for c in claims]}
 

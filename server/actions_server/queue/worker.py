@@ -48,6 +48,7 @@ from ..errors import ActionError, DatabaseUnavailable, ServerBusy, ValidationFai
 from ..executor import Executor
 from ..guards import Caller
 from ..jsonutil import storable_text
+from ..loops import ERROR_PAUSE_SECONDS
 from ..manifests.model import ActionSpec
 from . import store
 from .acks import Acknowledgements
@@ -58,7 +59,6 @@ log = logging.getLogger("actions_server.worker")
 
 
 TRIGGERS = {"job": "job", "event": "event", "cron": "cron"}
-ERROR_PAUSE_SECONDS = 1.0  # after an unexpected error, before a loop tries again
 # A job that could not run for reasons not its own (database down, pool busy,
 # its action missing from this deployment) comes back after this long; the
 # attempt does not count.
@@ -201,12 +201,12 @@ class Worker:
         while self._ready and len(self.running) < self.config.concurrency and not self._stopping:
             row = self._ready.pop()
             metrics.observe_job_wait(max(0.0, time.time() - row["run_at"].timestamp()))
-            claim = store.Claim(row["id"], row["claim"])
+            claim = store.claim_of(row)
             task = asyncio.create_task(self._execute(row, claim), name=f"job-{claim[0]}")
             self.running[claim] = task
 
     def _ready_claims(self) -> list[store.Claim]:
-        return _claims(self._ready.rows())
+        return [store.claim_of(row) for row in self._ready.rows()]
 
     async def _give_back_long_held(self) -> None:
         """Jobs held ready longer than HOLD_LIMIT_SECONDS wait behind slow ones, where
@@ -217,7 +217,8 @@ class Worker:
             held = self._ready.held_since_before(time.monotonic() - HOLD_LIMIT_SECONDS)
             if held:
                 self._prefetch.stalled(HOLD_LIMIT_SECONDS)
-                await self._release(_claims(held), "jobs held behind slow ones", logging.INFO)
+                claims = [store.claim_of(row) for row in held]
+                await self._release(claims, "jobs held behind slow ones", logging.INFO)
 
     async def _execute(self, row: dict[str, Any], claim: store.Claim) -> None:
         job_id = row["id"]
@@ -357,7 +358,7 @@ class Worker:
         row = self._ready.remove(job_id)
         if row is not None:  # not started: it never will be
             log.warning("job %s cancelled by an operator", job_id, extra={"job_id": job_id})
-            self._acks.cancelled(store.Claim(row["id"], row["claim"]))
+            self._acks.cancelled(store.claim_of(row))
             return True
         for claim, task in self.running.items():
             if claim.job_id == job_id:
@@ -451,7 +452,3 @@ class Worker:
             )
         except Exception as exc:
             log.warning("cannot release %d jobs (their leases will expire): %s", len(claims), exc)
-
-
-def _claims(rows: list[dict[str, Any]]) -> list[store.Claim]:
-    return [store.Claim(row["id"], row["claim"]) for row in rows]

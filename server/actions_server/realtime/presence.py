@@ -24,13 +24,12 @@ from typing import Any
 
 from ..db.pool import OUTAGE_ERRORS, Connection, Database
 from ..jsonutil import dumps
-from ..loops import pause
+from ..loops import ERROR_PAUSE_SECONDS, pause
 from . import protocol, store
 
 log = logging.getLogger("actions_server.realtime")
 
 LEAVE_DELAY_SECONDS = 0.02  # gather leaves this long before writing them
-ERROR_PAUSE_SECONDS = 1.0
 
 
 def diff_messages(
