@@ -21,7 +21,7 @@ class Prefetch:
     """
 
     SMOOTHING = 0.2  # weight of the newest sample in the moving averages
-    LIMIT_FACTOR = 4  # never more than this many times the concurrency
+    LIMIT_FACTOR = 32  # never more than this many times the concurrency (see docs/jobs.md)
 
     def __init__(self, concurrency: int) -> None:
         self.concurrency = concurrency
