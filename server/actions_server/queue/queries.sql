@@ -80,19 +80,22 @@ FROM delivered;
 -- this statement's transaction, set by a one-time filter): a claim lost in a
 -- PostgreSQL crash puts the job back in the queue, which at-least-once delivery
 -- allows; the job's own completion commits synchronously, flushing the claim too.
-WITH next AS (
+-- The ids are taken as an array (an InitPlan), not joined from a CTE: for a claim of
+-- more than a few dozen jobs the planner joined the CTE to a sequential scan of the
+-- whole table, so that a claim's cost grew with the table (4 ms for 130 jobs among
+-- 20,000 rows, against 1.4 ms by primary key).
+UPDATE actions_server.jobs AS j
+SET status = 'running', attempts = j.attempts + 1, locked_by = %(worker)s,
+    locked_until = now() + make_interval(secs => %(lease)s), started_at = now(),
+    claim = gen_random_uuid()
+WHERE j.id = ANY(ARRAY(
     SELECT id FROM actions_server.jobs
     WHERE status = 'queued' AND run_at <= now()
       AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-)
-UPDATE actions_server.jobs AS j
-SET status = 'running', attempts = j.attempts + 1, locked_by = %(worker)s,
-    locked_until = now() + make_interval(secs => %(lease)s), started_at = now(),
-    claim = gen_random_uuid()
-FROM next WHERE j.id = next.id
+))
 RETURNING j.id, j.claim, j.kind, j.action, j.payload, j.priority, j.run_at, j.attempts,
           j.max_attempts, j.trace_id, j.parent_run_id, j.principal;
 
