@@ -4,12 +4,11 @@ never by a sequential scan of the jobs table."""
 
 from __future__ import annotations
 
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from actions_server.queue import store
 from actions_server.queue.store import Q
+from support.polling import connect
 
 pytestmark = pytest.mark.integration
 
@@ -17,9 +16,7 @@ QUEUED = 20_000
 
 
 async def test_a_large_claim_on_a_large_queue_reads_no_more_than_it_claims(database: str) -> None:
-    async with await psycopg.AsyncConnection.connect(
-        database, autocommit=True, row_factory=dict_row
-    ) as conn:
+    async with await connect(database) as conn:
         await conn.execute(
             "INSERT INTO actions_server.jobs (kind, name, action, payload, max_attempts) "
             "SELECT 'job', 'step', 'p.step', jsonb_build_object('n', n), 3 "

@@ -4,18 +4,16 @@ and a stopping worker gives them back without counting an attempt."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from actions_server.queue import store
 from actions_server.queue.prefetch import Prefetch
 from support.apps import Client, serving, working, write_app
-from support.polling import eventually, query
+from support.polling import connect, eventually, query
 
 pytestmark = pytest.mark.integration
 
@@ -60,11 +58,6 @@ async def app(tmp_path: Path, empty_database: str) -> AsyncIterator[Client]:
     )
     async with serving(config, empty_database) as client:
         yield client
-
-
-def connect(dsn: str) -> Coroutine[Any, Any, psycopg.AsyncConnection[dict[str, Any]]]:
-    """An autocommit connection of its own, as the queue's functions take one."""
-    return psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row)
 
 
 async def enqueue(dsn: str, *jobs: dict[str, Any]) -> list[int]:

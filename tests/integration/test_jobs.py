@@ -9,12 +9,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from actions_server.maintenance import run_maintenance
 from actions_server.queue import store
 from support.apps import Client, serving, working, write_app
-from support.polling import eventually, query
+from support.polling import connect, eventually, query
 from support.tokens import SECRET, claims, hs256
 
 pytestmark = pytest.mark.integration
@@ -277,9 +276,7 @@ async def test_a_job_that_always_fails_ends_dead_with_its_error_and_can_be_retri
     assert "always broken" in job["last_error"]["traceback"]
     from actions_server.queue import store
 
-    async with await psycopg.AsyncConnection.connect(
-        empty_database, autocommit=True, row_factory=dict_row
-    ) as conn:
+    async with await connect(empty_database) as conn:
         assert (await store.retry(conn, job["id"])).queued == [job["id"]]
         assert await store.status_of(conn, job["id"]) == "queued"
 
@@ -353,9 +350,7 @@ async def test_maintenance_prunes_old_finished_jobs_but_keeps_ticks(
         conn.execute(
             "INSERT INTO actions_server.cron_ticks (action, fire_time) VALUES ('x', now() - interval '20 days')"
         )
-    async with await psycopg.AsyncConnection.connect(
-        empty_database, autocommit=True, row_factory=dict_row
-    ) as conn:
+    async with await connect(empty_database) as conn:
         pruned = await run_maintenance(conn, app.runtime.config)
     assert pruned["jobs"] == 1
     assert [
@@ -438,9 +433,7 @@ async def test_retry_leaves_a_dead_job_whose_unique_key_is_held(
         " ('job', 'work', 'q.work', '{}', 1, 'dead', 'twice') RETURNING id",
     )
     dead_held, holder, older_twice, newer_twice = (r["id"] for r in rows)
-    async with await psycopg.AsyncConnection.connect(
-        empty_database, autocommit=True, row_factory=dict_row
-    ) as conn:
+    async with await connect(empty_database) as conn:
         retried = await store.retry(conn, None)
         assert retried.queued == [newer_twice]
         assert retried.held == {dead_held: holder, older_twice: newer_twice}
@@ -457,9 +450,7 @@ async def test_a_stale_claim_cannot_finish_the_jobs_next_claim(
         "INSERT INTO actions_server.jobs (kind, name, action, payload, max_attempts)"
         " VALUES ('job', 'work', 'q.work', '{}', 3) RETURNING id",
     )
-    async with await psycopg.AsyncConnection.connect(
-        empty_database, autocommit=True, row_factory=dict_row
-    ) as conn:
+    async with await connect(empty_database) as conn:
         [first] = await store.claim(conn, "same-worker", 10, 30)
         await conn.execute("UPDATE actions_server.jobs SET locked_until = now() - interval '1s'")
         assert await store.reap_expired(conn) == [first["id"]]
@@ -506,9 +497,7 @@ async def test_a_claimed_payload_keeps_every_integer_a_push_can_store(
     # Claims read payloads with orjson: exact for every integer orjson can write (a
     # push refuses larger ones), and the claim hands over the same values.
     payload = {"top": 2**64 - 1, "bottom": -(2**63), "ratio": 0.1, "text": "é\u2028", "n": None}
-    async with await psycopg.AsyncConnection.connect(
-        empty_database, autocommit=True, row_factory=dict_row
-    ) as conn:
+    async with await connect(empty_database) as conn:
         await store.enqueue(
             conn,
             [store.NewJob(kind="job", name="w", action="q.work", payload=payload, max_attempts=3)],

@@ -14,14 +14,13 @@ from pathlib import Path
 import aiohttp
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from actions_server.builtins import load_app
 from actions_server.config import Config, load_config
 from actions_server.maintenance import run_maintenance
 from actions_server.realtime import store
 from support.apps import Client, serving, working
-from support.polling import eventually, query
+from support.polling import connect, eventually, query
 from support.realtime import join, receive, silent, token, write_realtime_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -366,9 +365,7 @@ async def test_maintenance_prunes_old_messages(client: Client, empty_database: s
         " VALUES (pg_current_xact_id(), 'public:news', 'message', 'old', '{}',"
         " now() - interval '61 minutes')",
     )
-    async with await psycopg.AsyncConnection.connect(
-        empty_database, autocommit=True, row_factory=dict_row
-    ) as conn:
+    async with await connect(empty_database) as conn:
         pruned = await run_maintenance(conn, client.runtime.config)
     assert pruned["channel messages"] == 1
     rows = query(empty_database, "SELECT event FROM actions_server.channel_messages")

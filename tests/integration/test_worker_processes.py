@@ -10,13 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from actions_server.queue import store
 from support.apps import write_app
-from support.polling import query
+from support.polling import connect, query
 from support.processes import Served
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -72,9 +70,7 @@ def worker(config: Path, dsn: str, log: str, **env_vars: str) -> Served:
 
 def push_slow(dsn: str, count: int, seconds: float) -> None:
     async def go() -> None:
-        async with await psycopg.AsyncConnection.connect(
-            dsn, autocommit=True, row_factory=dict_row
-        ) as conn:
+        async with await connect(dsn) as conn:
             jobs = [
                 store.NewJob(
                     kind="job",

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+
+
+def connect(dsn: str) -> Coroutine[Any, Any, psycopg.AsyncConnection[dict[str, Any]]]:
+    """An autocommit connection of the test's own (`async with await connect(dsn)`),
+    rows as dicts: what the queue's and maintenance's functions take."""
+    return psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row)
 
 
 def query(dsn: str, sql: str, *params: Any) -> list[dict[str, Any]]:
