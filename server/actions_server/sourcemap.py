@@ -118,13 +118,11 @@ def parse_file(path: Path, shown_as: str | None = None) -> SourceDoc:
         raise SourceError(Problem(file=file, line=None, message=f"cannot read: {exc}")) from None
     key = (str(path), file)
     known = _parsed.get(key)
-    if known is not None and known[0] == text:
-        doc = known[1]
-        return SourceDoc(file=doc.file, data=_copied(doc.data), lines=doc.lines)
-    doc = parse_text(text, file)
-    if len(_parsed) >= _PARSED_LIMIT:
-        _parsed.clear()
-    _parsed[key] = (text, doc)
+    if known is None or known[0] != text:
+        if len(_parsed) >= _PARSED_LIMIT:
+            _parsed.clear()
+        known = _parsed[key] = (text, parse_text(text, file))
+    doc = known[1]
     return SourceDoc(file=doc.file, data=_copied(doc.data), lines=doc.lines)
 
 

@@ -93,10 +93,11 @@ class ReadyJobs:
 
     def held_since_before(self, moment: float) -> list[dict[str, Any]]:
         """Remove and return the jobs held since before `moment`."""
-        old = [job_id for job_id, entry in self._entries.items() if entry[2] < moment]
-        return [row for job_id in old if (row := self.remove(job_id)) is not None]
+        return self._remove_all([i for i, entry in self._entries.items() if entry[2] < moment])
 
     def keep_only(self, job_ids: set[int]) -> list[dict[str, Any]]:
         """Remove and return the jobs not in `job_ids` (their leases were lost)."""
-        lost = [job_id for job_id in self._entries if job_id not in job_ids]
-        return [row for job_id in lost if (row := self.remove(job_id)) is not None]
+        return self._remove_all([i for i in self._entries if i not in job_ids])
+
+    def _remove_all(self, job_ids: list[int]) -> list[dict[str, Any]]:
+        return [row for job_id in job_ids if (row := self.remove(job_id)) is not None]
