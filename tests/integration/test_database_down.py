@@ -27,6 +27,9 @@ actions:
     handler: PKG.handlers:ping
     transaction: false
     triggers: [{api: GET /ping-autocommit}]
+  - name: ping.param
+    handler: PKG.handlers:ping_param
+    triggers: [{api: GET /ping-param}]
   - name: ping.pure
     handler: PKG.handlers:pure
     triggers: [{api: GET /pure}]
@@ -35,6 +38,10 @@ actions:
 HANDLERS = """
 async def ping(input, ctx):
     [row] = await ctx.db.raw("SELECT 1 AS one")
+    return row
+
+async def ping_param(input, ctx):  # goes out with BEGIN, as one text
+    [row] = await ctx.db.raw("SELECT %s::int AS one", 1)
     return row
 
 async def pure(input, ctx):
@@ -100,12 +107,13 @@ async def test_database_down_is_503_then_recovers(
 
 
 @pytest.mark.timeout(120)
-async def test_autocommit_action_survives_a_restart(
-    tmp_path: Path, postgres: ThrowawayPostgres
+@pytest.mark.parametrize("path", ["/ping-autocommit", "/ping-param"])
+async def test_a_run_survives_a_restart(
+    tmp_path: Path, postgres: ThrowawayPostgres, path: str
 ) -> None:
     config, _ = write_app(tmp_path / "app", {"ping.yaml": MANIFEST}, HANDLERS, config=CONFIG)
     async with serving(config, postgres.dsn) as client:
-        assert (await client.get("/ping-autocommit"))[0] == 200
+        assert (await client.get(path))[0] == 200
         await asyncio.to_thread(postgres.stop)
         await asyncio.to_thread(postgres.start)
         # A background statement (the revocation refresher's, every 0.5 s) that
@@ -113,8 +121,9 @@ async def test_autocommit_action_survives_a_restart(
         breaker = client.runtime.database.breaker
         await eventually(lambda: not breaker.is_open)
         # The pooled connections all broke; the first request after the restart
-        # notices on its first statement and moves on to a fresh connection.
-        assert (await client.get("/ping-autocommit"))[:2] == (200, {"one": 1})
+        # notices (on its SELECT 1, or before sending its first text) and moves on
+        # to a fresh connection.
+        assert (await client.get(path))[:2] == (200, {"one": 1})
 
 
 def postgres_processes(server: ThrowawayPostgres) -> list[psutil.Process]:
@@ -123,26 +132,29 @@ def postgres_processes(server: ThrowawayPostgres) -> list[psutil.Process]:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("path", ["/ping", "/ping-param"])
 async def test_a_frozen_database_does_not_hang_requests(
-    tmp_path: Path, postgres: ThrowawayPostgres
+    tmp_path: Path, postgres: ThrowawayPostgres, path: str
 ) -> None:
     config, _ = write_app(tmp_path / "app", {"ping.yaml": MANIFEST}, HANDLERS, config=CONFIG)
     async with serving(config, postgres.dsn) as client:
-        assert (await client.get("/ping"))[0] == 200
+        assert (await client.get(path))[0] == 200
         frozen = postgres_processes(postgres)
         for process in frozen:
             process.send_signal(signal.SIGSTOP)
         try:
-            status, body, elapsed = await timed(client, "/ping")
+            status, body, elapsed = await timed(client, path)
             assert (status, body["error"]["code"]) == (503, "database_unavailable")
-            assert elapsed < ACQUIRE_SECONDS + 3  # not psycopg's 10 s cancel, not a hang
+            # not psycopg's 10 s cancel, not a hang (/ping-param: 1 s more, for the
+            # readiness check that tells a slow first statement from a frozen server)
+            assert elapsed < ACQUIRE_SECONDS + 3
             status, _, elapsed = await timed(client, "/readyz")
             assert status == 503
             assert elapsed < PROBE_BOUND  # readyz pings for 1 s at most
         finally:
             for process in frozen:
                 process.send_signal(signal.SIGCONT)
-        assert await wait_for_200(client, "/ping", seconds=30) == (200, {"one": 1})
+        assert await wait_for_200(client, path, seconds=30) == (200, {"one": 1})
 
 
 FAST_FAIL_CONFIG = "app: ping\ndatabase: {pool: {min: 2, max: 4, acquire_timeout_seconds: 10}}\n"

@@ -1,9 +1,11 @@
-"""A transactional run's first statement goes out with BEGIN in one pipeline: what
-must still hold (nothing run twice, slow is not down, the connection given back
-once, several statements in one text)."""
+"""A transactional run's first statement goes out with BEGIN as one text, its values
+bound on the client: what must still hold (nothing run twice, slow is not down, the
+connection given back once, several statements in one text, every value stored as
+it was sent and never read as SQL)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +16,10 @@ from support.polling import eventually, query
 
 pytestmark = pytest.mark.integration
 
-MIGRATION = "CREATE SEQUENCE attempts;"
+MIGRATION = "CREATE SEQUENCE attempts; CREATE TABLE notes (body text NOT NULL);"
+
+# Quotes, a backslash, a comment, a statement of its own, non-ASCII and $$ quoting.
+HOSTILE = "it's \\'; DROP TABLE notes; -- $$ \"é\" \U0001f600 E'\\x00'"
 
 MANIFEST = """
 module: first
@@ -32,6 +37,18 @@ actions:
   - name: first.bigJson
     handler: PKG.handlers:big_json
     triggers: [{api: GET /big-json}]
+  - name: first.note
+    handler: PKG.handlers:note
+    triggers: [{api: POST /notes}]
+  - name: first.binaryParameter
+    handler: PKG.handlers:binary_parameter
+    triggers: [{api: GET /binary}]
+  - name: first.severalWithValues
+    handler: PKG.handlers:several_with_values
+    triggers: [{api: POST /several-with-values}]
+  - name: first.badSyntax
+    handler: PKG.handlers:bad_syntax
+    triggers: [{api: GET /bad-syntax}]
   - name: first.severalStatements
     handler: PKG.handlers:several_statements
     triggers: [{api: GET /several}]
@@ -50,6 +67,24 @@ async def slow(input, ctx):
 async def big_json(input, ctx):
     [row] = await ctx.db.raw("SELECT (%s::jsonb->>'big') AS big", {"big": 2**70})
     return row
+
+async def note(input, ctx):
+    [row] = await ctx.db.raw(
+        "INSERT INTO notes (body) VALUES (%(body)s) RETURNING body, %(n)s AS n",
+        body=input["body"], n=input["n"],
+    )
+    return row
+
+async def binary_parameter(input, ctx):  # %b: only server-side binding takes it
+    [row] = await ctx.db.raw("SELECT %b::int AS n", 5)
+    return row
+
+async def several_with_values(input, ctx):
+    await ctx.db.raw("INSERT INTO notes (body) VALUES (%s); INSERT INTO notes VALUES ('b')", "a")
+    return {}
+
+async def bad_syntax(input, ctx):
+    await ctx.db.raw("SELEC %s", input["value"])
 
 async def several_statements(input, ctx):
     rows = await ctx.db.raw("SELECT 1 AS one; SELECT 2 AS two")
@@ -110,3 +145,35 @@ async def test_a_dict_a_handler_stores_is_encoded_as_psycopg_does(client: Client
     # Integers beyond 64 bits (orjson refuses them) stay storable as they were.
     status, body, _ = await client.get("/big-json")
     assert (status, body) == (200, {"big": str(2**70)})
+
+
+async def test_values_of_a_first_statement_are_stored_as_sent_and_never_read_as_sql(
+    client: Client, empty_database: str
+) -> None:
+    status, body, _ = await client.post("/notes", json={"body": HOSTILE, "n": 7})
+    assert (status, body) == (200, {"body": HOSTILE, "n": 7})
+    assert query(empty_database, "SELECT body FROM notes") == [{"body": HOSTILE}]
+
+
+async def test_a_value_only_server_side_binding_takes_is_sent_apart(client: Client) -> None:
+    assert (await client.get("/binary"))[:2] == (200, {"n": 5})
+
+
+async def test_several_statements_with_values_are_refused_as_ever_and_roll_back(
+    client: Client, empty_database: str
+) -> None:
+    # Server-side binding refuses several statements in one text with values; the
+    # first statement, though sent as text, is held to the same rule.
+    status, body, _ = await client.post("/several-with-values")
+    assert status == 500, body
+    assert query(empty_database, "SELECT body FROM notes") == []
+
+
+async def test_an_error_in_a_first_statement_is_logged_without_its_values(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        status, _, _ = await client.get("/bad-syntax?value=a-value-no-log-may-show")
+    assert status == 500
+    assert 'syntax error at or near "SELEC"' in caplog.text
+    assert "a-value-no-log-may-show" not in caplog.text

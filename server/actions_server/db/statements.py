@@ -3,13 +3,13 @@ round trip."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-Statement = tuple[sql.SQL | sql.Composed, Sequence[Any] | None]
+Statement = tuple[sql.SQL | sql.Composed, Sequence[Any] | Mapping[str, Any] | None]
 
 
 async def send(conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement]) -> None:
@@ -22,9 +22,15 @@ async def send(conn: psycopg.AsyncConnection[Any], statements: Sequence[Statemen
     if len(statements) == 1:
         await conn.execute(*statements[0])
         return
+    await conn.execute(bound(conn, statements))
+
+
+def bound(conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement]) -> sql.SQL:
+    """`statements` as one text for the simple query protocol, each value a literal
+    quoted by psycopg's ClientCursor (with the connection's encoding and settings)."""
     binder = psycopg.AsyncClientCursor(conn)
     text = "; ".join([binder.mogrify(statement, params) for statement, params in statements])
-    await conn.execute(sql.SQL(text))  # literals psycopg quoted
+    return sql.SQL(text)  # literals psycopg quoted
 
 
 def timeout_statement(seconds: float) -> Statement:
