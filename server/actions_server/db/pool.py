@@ -456,7 +456,7 @@ def _bound_together(
     only server-side binding takes (`%b`): whatever the binder refuses goes apart."""
     query, params = statement
     try:
-        return bound(conn, [*first, (sql.SQL(query) if isinstance(query, str) else query, params)])
+        return bound(conn, [*first, (query, params)])
     except Exception:
         return None
 

@@ -25,11 +25,23 @@ async def send(conn: psycopg.AsyncConnection[Any], statements: Sequence[Statemen
     await conn.execute(bound(conn, statements))
 
 
-def bound(conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement]) -> sql.SQL:
+def bound(
+    conn: psycopg.AsyncConnection[Any],
+    statements: Sequence[
+        tuple[str | sql.SQL | sql.Composed, Sequence[Any] | Mapping[str, Any] | None]
+    ],
+) -> sql.SQL:
     """`statements` as one text for the simple query protocol, each value a literal
     quoted by psycopg's ClientCursor (with the connection's encoding and settings)."""
     binder = psycopg.AsyncClientCursor(conn)
-    text = "; ".join([binder.mogrify(statement, params) for statement, params in statements])
+    text = "; ".join(
+        [
+            binder.mogrify(statement, params)
+            if params is not None or isinstance(statement, str)
+            else statement.as_string(conn)  # no values: nothing to bind (BEGIN)
+            for statement, params in statements
+        ]
+    )
     return sql.SQL(text)  # literals psycopg quoted
 
 
