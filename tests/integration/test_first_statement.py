@@ -27,9 +27,17 @@ actions:
   - name: first.killsItsConnection
     handler: PKG.handlers:kills_its_connection
     triggers: [{api: POST /kill}]
+  - name: first.killsItsConnectionOutsideATransaction
+    handler: PKG.handlers:kills_its_connection
+    transaction: false
+    triggers: [{api: POST /kill-outside}]
   - name: first.slow
     handler: PKG.handlers:slow
     triggers: [{api: GET /slow}]
+  - name: first.slowOutsideATransaction
+    handler: PKG.handlers:slow
+    transaction: false
+    triggers: [{api: GET /slow-outside}]
   - name: first.cutShort
     handler: PKG.handlers:slow
     timeout_seconds: 0.3
@@ -107,18 +115,20 @@ async def client(tmp_path: Path, empty_database: str) -> AsyncIterator[Client]:
         yield c
 
 
+@pytest.mark.parametrize("path", ["/kill", "/kill-outside"])
 async def test_a_first_statement_that_breaks_its_connection_runs_once(
-    client: Client, empty_database: str
+    client: Client, empty_database: str, path: str
 ) -> None:
-    status, _, _ = await client.post("/kill")
+    status, _, _ = await client.post(path)
     assert status >= 500
     assert query(empty_database, "SELECT last_value FROM attempts") == [{"last_value": 1}]
 
 
+@pytest.mark.parametrize("path", ["/slow", "/slow-outside"])
 async def test_a_first_statement_slower_than_the_acquire_timeout_is_waited_for(
-    client: Client,
+    client: Client, path: str
 ) -> None:
-    status, body, _ = await client.get("/slow")
+    status, body, _ = await client.get(path)
     assert (status, body) == (200, {"slept": True})
     assert not client.runtime.database.breaker.is_open
 

@@ -222,43 +222,47 @@ class Database:
         """A pooled connection, in a transaction if `begin`, after `setup` ran; or 503.
 
         BEGIN and the setup statements (role, settings) go out as one text: one
-        round trip. `jobs`: from the worker's pool, when it has one.
+        round trip; with neither, nothing is sent. `jobs`: from the worker's pool,
+        when it has one.
         """
-        first: list[Statement] = [(_BEGIN, None), *self.run_setup] if begin else []
-        first += setup
-        conn, _ = await self._acquire(self.run_pool(jobs=jobs), first or [(_PING, None)])
+        conn, _ = await self._acquire(self.run_pool(jobs=jobs), self._first(begin, setup))
         return conn
 
     async def acquire_with(
         self,
         setup: Sequence[Statement],
         query: Query,
-        params: Sequence[Any] | Mapping[str, Any],
+        params: Sequence[Any] | Mapping[str, Any] | None,
         *,
+        begin: bool = True,
         jobs: bool = False,
     ) -> tuple[Connection, Cursor]:
-        """A pooled connection in a transaction and the cursor of the run's first
-        statement, sent with BEGIN and `setup` as one text: one round trip.
+        """`acquire`, and the cursor of the run's first statement, sent with BEGIN
+        and `setup` as one text: one round trip for all of them.
 
-        Only for transactional runs, and only for a statement with parameters
-        (without, its text may hold several statements; it goes on its own). The
-        text is the simple query protocol's, so the statement's values are bound
-        on the client as literals that psycopg quotes, as `send` binds the
-        settings'. Measured, one text costs about 40% less CPU than BEGIN and
-        the statement apart, and a psycopg pipeline more than either
-        (docs/performance.md). A value only server-side binding takes (`%b`), or
-        a connection that may have broken in the pool, sends BEGIN first and the
-        statement after it.
+        That text is the simple query protocol's, so the statement's values are
+        bound on the client as literals that psycopg quotes, as `send` binds the
+        settings'. Measured, one text costs about 40% less CPU than BEGIN and the
+        statement apart, and a psycopg pipeline more than either
+        (docs/performance.md). With nothing to send before it (a run outside a
+        transaction, without settings) the statement goes alone, as psycopg
+        sends it. BEGIN goes first and the statement after it when the
+        statement has no values (its text may hold several statements), a value
+        only server-side binding takes (`%b`), or a connection that may have
+        broken in the pool.
 
         The statement is sent once. Any error it meets, a lost connection too
         (it may have run), is raised as FirstStatementFailed with the
         connection, the run's now, to roll back.
         """
         pool = self.run_pool(jobs=jobs)
-        first = [(_BEGIN, None), *self.run_setup, *setup]
-        conn, cursor = await self._acquire(pool, first, (query, params))
+        conn, cursor = await self._acquire(pool, self._first(begin, setup), (query, params))
         assert cursor is not None
         return conn, cursor
+
+    def _first(self, begin: bool, setup: Sequence[Statement]) -> list[Statement]:
+        first: list[Statement] = [(_BEGIN, None), *self.run_setup] if begin else []
+        return first + list(setup)
 
     async def _acquire(
         self,
@@ -271,27 +275,27 @@ class Database:
 
         A restarted server leaves every idle connection broken. A connection on
         which something arrived while it sat in the pool (the server's goodbye)
-        sends `first` on its own: BEGIN, or SELECT 1 when the run is not
-        transactional, finds a broken connection out at once and, since nothing
-        has run yet, the request moves on to the next connection. Once the
-        statement is sent, an error is its own (FirstStatementFailed).
+        sends `first` on its own, or SELECT 1 when `first` is empty: that finds a
+        broken connection out at once and, since nothing has run yet, the
+        request moves on to the next connection. A quiet one sends `first` with
+        the statement, or nothing when there is neither.
         """
         wait = self.acquire_timeout
         for _ in range(pool.max_size + 1):
             conn = await self._getconn(pool, wait)
-            text = None
-            if statement is not None and _quiet(conn):
-                text = _bound_together(conn, first, statement)
+            if _quiet(conn):
+                if statement is None and not first:
+                    return conn, None
+                if statement is not None:
+                    together = _together(conn, first, statement)
+                    if together is not None:
+                        return conn, await self._send_once(conn, pool, first, together)
             try:
-                cursor = await self._within(
-                    wait, _send_first(conn, first, text), conn, pool, may_be_slow=text is not None
-                )
+                await self._within(wait, send(conn, first or [(_PING, None)]), conn, pool)
             except _Stalled:
                 self.mark_down(f"no answer to the first statement within {wait:g}s")
                 raise DatabaseUnavailable() from None
             except psycopg.Error as exc:
-                if text is not None:
-                    raise FirstStatementFailed(conn, _without_text(exc)) from exc
                 await self.release(conn, pool)  # the pool discards a broken connection
                 if isinstance(exc, psycopg.OperationalError):
                     continue
@@ -301,17 +305,48 @@ class Database:
                     await self.release(conn, pool)
                 raise
             self.mark_up()
-            if statement is not None and text is None:
-                try:
-                    cursor = await conn.execute(*statement)
-                except psycopg.Error as exc:
-                    raise FirstStatementFailed(conn, exc) from exc
-                except BaseException:
-                    await self.release(conn, pool)
-                    raise
-            return conn, cursor
+            if statement is None:
+                return conn, None
+            try:
+                return conn, await conn.execute(*statement)
+            except psycopg.Error as exc:
+                raise FirstStatementFailed(conn, exc) from exc
+            except BaseException:
+                await self.release(conn, pool)
+                raise
         self.mark_down("every pooled connection was broken")
         raise DatabaseUnavailable()
+
+    async def _send_once(
+        self,
+        conn: Connection,
+        pool: AsyncConnectionPool[Connection],
+        first: Sequence[Statement],
+        together: sql.SQL | tuple[Query, Any],
+    ) -> Cursor:
+        """The cursor of the run's first statement, sent with `first` as one text,
+        or alone (`together` is then the statement itself). Slow is not stalled:
+        past the acquire timeout it is waited for while the server answers its
+        readiness check."""
+        try:
+            cursor = await self._within(
+                self.acquire_timeout,
+                _send_together(conn, len(first), together),
+                conn,
+                pool,
+                may_be_slow=True,
+            )
+        except _Stalled:
+            self.mark_down(f"no answer to the first statement within {self.acquire_timeout:g}s")
+            raise DatabaseUnavailable() from None
+        except psycopg.Error as exc:
+            raise FirstStatementFailed(conn, _without_text(exc)) from exc
+        except BaseException:
+            if conn not in self._abandoned:  # _within gives it back when its work ends
+                await self.release(conn, pool)
+            raise
+        self.mark_up()
+        return cursor
 
     async def _getconn(self, pool: AsyncConnectionPool[Connection], wait: float) -> Connection:
         """A connection from `pool`; 503 as soon as the breaker opens while waiting,
@@ -449,29 +484,34 @@ def _without_text(exc: psycopg.Error) -> psycopg.Error:
     return exc
 
 
-def _bound_together(
+def _together(
     conn: Connection, first: Sequence[Statement], statement: tuple[Query, Any]
-) -> sql.SQL | None:
-    """`first` and `statement` as one text, or None when the statement has a value
-    only server-side binding takes (`%b`): whatever the binder refuses goes apart."""
+) -> sql.SQL | tuple[Query, Any] | None:
+    """What `_send_together` sends: the statement alone when `first` is empty, else
+    `first` and the statement as one text. None when they cannot go together: the
+    statement has no values (its text may hold several statements) or one only
+    server-side binding takes (`%b`); whatever the binder refuses goes apart."""
+    if not first:
+        return statement
     query, params = statement
+    if params is None:
+        return None
     try:
         return bound(conn, [*first, (query, params)])
     except Exception:
         return None
 
 
-async def _send_first(
-    conn: Connection, first: Sequence[Statement], together: sql.SQL | None
-) -> Cursor | None:
-    """Send `first` alone, or the text of `first` and the run's first statement
-    together; then the cursor on that statement's result."""
-    if together is None:
-        await send(conn, first)
-        return None
+async def _send_together(
+    conn: Connection, skipped: int, together: sql.SQL | tuple[Query, Any]
+) -> Cursor:
+    """Send `together`; the cursor on the run's statement's result, past the
+    `skipped` results of what went before it in the same text."""
+    if not isinstance(together, sql.SQL):
+        return await conn.execute(*together)
     cursor = conn.cursor()
     await cursor.execute(together)
-    for _ in first:
+    for _ in range(skipped):
         cursor.nextset()
     if cursor.nextset():  # as server-side binding refuses it, and the run rolls back
         raise psycopg.errors.SyntaxError(

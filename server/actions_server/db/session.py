@@ -257,11 +257,9 @@ class DbSession:
             raise
 
     async def execute(self, query: sql.Composed | str, params: Any) -> list[Row]:
-        """Run one statement of the run; the first one of a transactional run goes out
-        with BEGIN and the settings, in one round trip."""
-        # Without parameters the text may hold several statements, which only the
-        # simple protocol runs (a pipeline cannot): such a first statement goes alone.
-        if self._conn is None and self._transactional and params is not None:
+        """Run one statement of the run; the first one goes out with BEGIN and the
+        settings, in one round trip (Database.acquire_with)."""
+        if self._conn is None and not self._wrapped:
             cursor = await self._first(query, params)
             if cursor is not None:
                 return await cursor.fetchall() if cursor.description is not None else []
@@ -288,8 +286,9 @@ class DbSession:
             await send(conn, setup)
 
     async def _first(self, query: sql.Composed | str, params: Any) -> Cursor | None:
-        """Open the run's transaction with `query`; None when another statement of the
-        run (a gather()) opened it first."""
+        """Take the run's connection (opening its transaction, if it has one) with
+        `query` as its first statement; None when another statement of the run (a
+        gather()) took it first."""
         if self._opening is None:
             self._opening = asyncio.Lock()
         async with self._opening:
@@ -298,7 +297,11 @@ class DbSession:
             try:
                 with self._pending_kept():
                     conn, cursor = await self._database.acquire_with(
-                        self._setup(first=True), query, params, jobs=self._jobs
+                        self._setup(first=True),
+                        query,
+                        params,
+                        begin=self._transactional,
+                        jobs=self._jobs,
                     )
             except FirstStatementFailed as failed:
                 self._conn = failed.conn  # finish() rolls it back and gives it back
