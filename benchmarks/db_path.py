@@ -8,12 +8,17 @@ defaults of db_bound.py's servers), in this one process on uvloop:
 - bare: `pool.connection()` + `execute` + `fetchall` on an autocommit
   psycopg_pool (the hand-written baseline of db_bound.py);
 - run, transactional: a DbSession as a run uses it (BEGIN, the statement, COMMIT);
-- run, `transaction: false`: a DbSession outside a transaction (a check that
-  the connection is alive, then the statement).
+- run, `transaction: false`: a DbSession outside a transaction;
+- and, on the bare pool, the three ways psycopg can send a transactional read
+  (docs/decisions.md): BEGIN, the read and COMMIT apart (three round trips);
+  BEGIN and the read in a pipeline, then COMMIT; `BEGIN; <read>` as one
+  simple-query text with the value bound on the client, then COMMIT.
 
 Printed: runs/s and CPU µs per run (this process's user + system time), the
-median over rounds, and the ratios of bare's CPU to each case's. Run pinned to
-one CPU (`taskset -c 0`) for figures that do not depend on the other core.
+median over rounds, and the ratios of bare's CPU to each case's; and, when the
+server runs on this machine, PostgreSQL's CPU µs per run (every `postgres`
+process's, from /proc). Run pinned to one CPU (`taskset -c 0`) for figures that
+do not depend on the other core.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import resource
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import psycopg
 import uvloop
@@ -44,6 +50,21 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time of every process named `postgres` on this machine (0 when none)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended
+            continue
+        name, _, rest = text.partition(" (")[2].partition(") ")
+        if name == "postgres":
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 async def bare(dsn: str) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
     pool = AsyncConnectionPool(
         dsn, min_size=POOL, max_size=POOL, kwargs={"autocommit": True}, open=False
@@ -55,6 +76,35 @@ async def bare(dsn: str) -> tuple[Callable[[], Awaitable[None]], Callable[[], Aw
         async with pool.connection() as conn:
             cursor = await conn.execute(READ, (1,))
             await cursor.fetchall()
+
+    return one, pool.close
+
+
+async def by_hand(
+    dsn: str, how: str
+) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    """A transactional read sent by psycopg as `how` says: apart, pipeline or text."""
+    pool = AsyncConnectionPool(
+        dsn, min_size=POOL, max_size=POOL, kwargs={"autocommit": True}, open=False
+    )
+    await pool.open()
+    await pool.wait()
+
+    async def one() -> None:
+        async with pool.connection() as conn:
+            if how == "apart":
+                await conn.execute("BEGIN")
+                cursor = await conn.execute(READ, (1,))
+            elif how == "pipeline":
+                async with conn.pipeline():
+                    await conn.execute("BEGIN")
+                    cursor = await conn.execute(READ, (1,))
+            else:
+                cursor = psycopg.AsyncClientCursor(conn)
+                await cursor.execute("BEGIN; " + READ, (1,))
+                cursor.nextset()
+            await cursor.fetchall()
+            await conn.commit()
 
     return one, pool.close
 
@@ -73,7 +123,7 @@ async def run(
     return one, database.close
 
 
-async def measure(one: Callable[[], Awaitable[None]], runs: int) -> tuple[float, float]:
+async def measure(one: Callable[[], Awaitable[None]], runs: int) -> tuple[float, float, float]:
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def limited() -> None:
@@ -81,9 +131,13 @@ async def measure(one: Callable[[], Awaitable[None]], runs: int) -> tuple[float,
             await one()
 
     await asyncio.gather(*(limited() for _ in range(500)))  # warm-up: statements prepared
-    cpu, began = cpu_seconds(), time.perf_counter()
+    cpu, server, began = cpu_seconds(), postgres_cpu_seconds(), time.perf_counter()
     await asyncio.gather(*(limited() for _ in range(runs)))
-    return runs / (time.perf_counter() - began), (cpu_seconds() - cpu) / runs * 1e6
+    return (
+        runs / (time.perf_counter() - began),
+        (cpu_seconds() - cpu) / runs * 1e6,
+        (postgres_cpu_seconds() - server) / runs * 1e6,
+    )
 
 
 async def bench(dsn: str, runs: int, rounds: int) -> None:
@@ -91,8 +145,11 @@ async def bench(dsn: str, runs: int, rounds: int) -> None:
         "bare psycopg_pool": lambda: bare(dsn),
         "run, transactional": lambda: run(dsn, True),
         "run, transaction: false": lambda: run(dsn, False),
+        "psycopg: apart": lambda: by_hand(dsn, "apart"),
+        "psycopg: pipeline": lambda: by_hand(dsn, "pipeline"),
+        "psycopg: one text": lambda: by_hand(dsn, "text"),
     }
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in cases}
     for _ in range(rounds):
         for name, make in cases.items():
             one, close = await make()
@@ -100,12 +157,17 @@ async def bench(dsn: str, runs: int, rounds: int) -> None:
                 results[name].append(await measure(one, runs))
             finally:
                 await close()
-    base_cpu = statistics.median(cpu for _, cpu in results["bare psycopg_pool"])
-    print(f"\n{'case':<26} {'runs/s':>8} {'CPU µs/run':>11} {'bare CPU / this':>16}")
+    base_cpu = statistics.median(cpu for _, cpu, _ in results["bare psycopg_pool"])
+    print(
+        f"\n{'case':<26} {'runs/s':>8} {'CPU µs/run':>11} {'bare CPU / this':>16}"
+        f" {'PostgreSQL CPU µs/run':>22}"
+    )
     for name, rows in results.items():
-        rate = statistics.median(r for r, _ in rows)
-        cpu = statistics.median(c for _, c in rows)
-        print(f"{name:<26} {rate:>8.0f} {cpu:>11.1f} {base_cpu / cpu:>16.2f}")
+        rate = statistics.median(r for r, _, _ in rows)
+        cpu = statistics.median(c for _, c, _ in rows)
+        server = statistics.median(s for _, _, s in rows)
+        shown = f"{server:.1f}" if server else "-"
+        print(f"{name:<26} {rate:>8.0f} {cpu:>11.1f} {base_cpu / cpu:>16.2f} {shown:>22}")
 
 
 def main() -> None:
