@@ -50,9 +50,9 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU time of every process named `postgres` on this machine (0 when none)."""
-    total = 0
+def postgres_cpu_seconds() -> float | None:
+    """CPU time of every process named `postgres` on this machine (None: none here)."""
+    total, found = 0, False
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
@@ -62,7 +62,8 @@ def postgres_cpu_seconds() -> float:
         if name == "postgres":
             fields = rest.split()
             total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+            found = True
+    return total / os.sysconf("SC_CLK_TCK") if found else None
 
 
 async def bare(dsn: str) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
@@ -133,11 +134,10 @@ async def measure(one: Callable[[], Awaitable[None]], runs: int) -> tuple[float,
     await asyncio.gather(*(limited() for _ in range(500)))  # warm-up: statements prepared
     cpu, server, began = cpu_seconds(), postgres_cpu_seconds(), time.perf_counter()
     await asyncio.gather(*(limited() for _ in range(runs)))
-    return (
-        runs / (time.perf_counter() - began),
-        (cpu_seconds() - cpu) / runs * 1e6,
-        (postgres_cpu_seconds() - server) / runs * 1e6,
-    )
+    rate, ours = runs / (time.perf_counter() - began), (cpu_seconds() - cpu) / runs * 1e6
+    after = postgres_cpu_seconds()
+    theirs = (after - server) / runs * 1e6 if after is not None and server is not None else -1
+    return rate, ours, theirs
 
 
 async def bench(dsn: str, runs: int, rounds: int) -> None:
@@ -166,7 +166,7 @@ async def bench(dsn: str, runs: int, rounds: int) -> None:
         rate = statistics.median(r for r, _, _ in rows)
         cpu = statistics.median(c for _, c, _ in rows)
         server = statistics.median(s for _, _, s in rows)
-        shown = f"{server:.1f}" if server else "-"
+        shown = f"{server:.1f}" if server >= 0 else "-"
         print(f"{name:<26} {rate:>8.0f} {cpu:>11.1f} {base_cpu / cpu:>16.2f} {shown:>22}")
 
 
