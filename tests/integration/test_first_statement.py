@@ -57,6 +57,16 @@ actions:
   - name: first.badSyntax
     handler: PKG.handlers:bad_syntax
     triggers: [{api: GET /bad-syntax}]
+  - name: first.severalWithValuesCaught
+    handler: PKG.handlers:several_with_values_caught
+    triggers: [{api: POST /several-with-values-caught}]
+  - name: first.settingsOutsideATransaction
+    handler: PKG.handlers:settings_after_a_failed_first_statement
+    transaction: false
+    triggers: [{api: GET /settings-outside}]
+  - name: first.float
+    handler: PKG.handlers:a_float
+    triggers: [{api: GET /float}]
   - name: first.severalStatements
     handler: PKG.handlers:several_statements
     triggers: [{api: GET /several}]
@@ -94,12 +104,37 @@ async def several_with_values(input, ctx):
 async def bad_syntax(input, ctx):
     await ctx.db.raw("SELEC %s", input["value"])
 
+async def several_with_values_caught(input, ctx):
+    try:
+        await ctx.db.raw(
+            "INSERT INTO notes (body) VALUES (%s); INSERT INTO notes VALUES ('b')", "a"
+        )
+    except Exception:
+        pass  # and return as if nothing happened
+    return {}
+
+async def settings_after_a_failed_first_statement(input, ctx):
+    try:
+        await ctx.db.raw("SELECT 1 / %s AS x", 0)
+    except Exception:
+        pass
+    [row] = await ctx.db.raw("SELECT current_setting('app.user_id', true) AS user_id")
+    return row
+
+async def a_float(input, ctx):
+    [row] = await ctx.db.raw("SELECT %s AS x, pg_typeof(%s)::text AS type", 1.5, 1.5)
+    return row
+
 async def several_statements(input, ctx):
     rows = await ctx.db.raw("SELECT 1 AS one; SELECT 2 AS two")
     return {"rows": rows}
 """
 
-CONFIG = "app: first\ndatabase: {pool: {acquire_timeout_seconds: 0.5}}\n"
+CONFIG = """
+app: first
+database: {pool: {acquire_timeout_seconds: 0.5}}
+auth: {jwt: {secret: test-secret-that-is-long-enough-0123456789}}
+"""
 
 
 @pytest.fixture
@@ -187,3 +222,24 @@ async def test_an_error_in_a_first_statement_is_logged_without_its_values(
     assert status == 500
     assert 'syntax error at or near "SELEC"' in caplog.text
     assert "a-value-no-log-may-show" not in caplog.text
+
+
+async def test_several_statements_with_values_caught_by_the_handler_still_commit_nothing(
+    client: Client, empty_database: str
+) -> None:
+    status, body, _ = await client.post("/several-with-values-caught")
+    assert (status, body["error"]["code"]) == (500, "transaction_aborted")
+    assert query(empty_database, "SELECT body FROM notes") == []
+
+
+async def test_a_failed_first_statement_outside_a_transaction_keeps_the_runs_settings(
+    client: Client,
+) -> None:
+    # Sent in one text with its settings, the failed statement would undo them.
+    caller = client.as_(client.token("user-1"))
+    assert (await caller.get("/settings-outside"))[:2] == (200, {"user_id": "user-1"})
+
+
+async def test_a_float_in_a_first_statement_stays_a_double(client: Client) -> None:
+    status, body, _ = await client.get("/float")
+    assert (status, body) == (200, {"x": 1.5, "type": "double precision"})

@@ -63,6 +63,10 @@ Cursor = psycopg.AsyncCursor[dict[str, Any]]
 Query = str | sql.Composed | sql.SQL
 _BEGIN = sql.SQL("BEGIN")
 _PING = sql.SQL("SELECT 1")
+_REFUSE_SEVERAL = sql.SQL(
+    "DO $$ BEGIN RAISE EXCEPTION 'cannot insert multiple commands into a prepared statement'"
+    " USING ERRCODE = 'syntax_error'; END $$"
+)
 
 # What a lost or overloaded database looks like to background loops: try again later.
 OUTAGE_ERRORS = (DatabaseUnavailable, psycopg.OperationalError, PoolTimeout)
@@ -236,9 +240,10 @@ class Database:
         *,
         begin: bool = True,
         jobs: bool = False,
-    ) -> tuple[Connection, Cursor]:
+    ) -> tuple[Connection, Cursor | None]:
         """`acquire`, and the cursor of the run's first statement, sent with BEGIN
-        and `setup` as one text: one round trip for all of them.
+        and `setup` as one text: one round trip for all of them; None when the
+        statement could not go with them and is the caller's to send.
 
         That text is the simple query protocol's, so the statement's values are
         bound on the client as literals that psycopg quotes, as `send` binds the
@@ -246,19 +251,18 @@ class Database:
         statement apart, and a psycopg pipeline more than either
         (docs/performance.md). With nothing to send before it (a run outside a
         transaction, without settings) the statement goes alone, as psycopg
-        sends it. BEGIN goes first and the statement after it when the
-        statement has no values (its text may hold several statements), a value
-        only server-side binding takes (`%b`), or a connection that may have
-        broken in the pool.
+        sends it. It is left to the caller when the statement has no values (its
+        text may hold several statements), a float (a literal would be numeric)
+        or a value only server-side binding takes (`%b`); when the run is outside
+        a transaction but has settings (in one text, a failed statement would
+        undo them); and when the connection may have broken in the pool.
 
         The statement is sent once. Any error it meets, a lost connection too
         (it may have run), is raised as FirstStatementFailed with the
         connection, the run's now, to roll back.
         """
         pool = self.run_pool(jobs=jobs)
-        conn, cursor = await self._acquire(pool, self._first(begin, setup), (query, params))
-        assert cursor is not None
-        return conn, cursor
+        return await self._acquire(pool, self._first(begin, setup), (query, params))
 
     def _first(self, begin: bool, setup: Sequence[Statement]) -> list[Statement]:
         first: list[Statement] = [(_BEGIN, None), *self.run_setup] if begin else []
@@ -305,15 +309,7 @@ class Database:
                     await self.release(conn, pool)
                 raise
             self.mark_up()
-            if statement is None:
-                return conn, None
-            try:
-                return conn, await conn.execute(*statement)
-            except psycopg.Error as exc:
-                raise FirstStatementFailed(conn, exc) from exc
-            except BaseException:
-                await self.release(conn, pool)
-                raise
+            return conn, None
         self.mark_down("every pooled connection was broken")
         raise DatabaseUnavailable()
 
@@ -415,7 +411,7 @@ class Database:
         timer = loop.call_later(seconds, wake)
         try:
             await waiter
-            if not task.done() and may_be_slow and await self.ready():
+            if not task.done() and may_be_slow and await self._answers():
                 await asyncio.wait((task,))  # a cancel here leaves `task` to _abandon
         except asyncio.CancelledError:
             if not task.done():
@@ -428,6 +424,16 @@ class Database:
             self._abandon(task, conn, pool)
             raise _Stalled()
         return task.result()
+
+    async def _answers(self) -> bool:
+        """The readiness check, for a run that waits: False if closing cut it short."""
+        try:
+            return await self.ready()
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the run itself was cancelled
+            return False
 
     def _abandon(
         self, task: asyncio.Future[Any], conn: Connection, pool: AsyncConnectionPool[Connection]
@@ -468,8 +474,12 @@ def _quiet(conn: Connection) -> bool:
     """Whether nothing has arrived on `conn` since it went idle in the pool: a live
     server sends nothing unasked, a stopping one its goodbye and the end of the
     stream. A poll of the socket, no round trip."""
+    try:
+        socket = conn.pgconn.socket
+    except psycopg.Error:  # closed: sending finds that out
+        return False
     poller = select.poll()
-    poller.register(conn.pgconn.socket, select.POLLIN)
+    poller.register(socket, select.POLLIN)
     return not poller.poll(0)
 
 
@@ -488,13 +498,16 @@ def _together(
     conn: Connection, first: Sequence[Statement], statement: tuple[Query, Any]
 ) -> sql.SQL | tuple[Query, Any] | None:
     """What `_send_together` sends: the statement alone when `first` is empty, else
-    `first` and the statement as one text. None when they cannot go together: the
-    statement has no values (its text may hold several statements) or one only
-    server-side binding takes (`%b`); whatever the binder refuses goes apart."""
+    `first` (BEGIN and settings) and the statement as one text. None when they
+    cannot go together (Database.acquire_with says when); whatever the binder
+    refuses goes apart."""
     if not first:
         return statement
     query, params = statement
-    if params is None:
+    if params is None or first[0][0] is not _BEGIN:
+        return None
+    values = params.values() if isinstance(params, Mapping) else params
+    if any(type(value) is float for value in values):
         return None
     try:
         return bound(conn, [*first, (query, params)])
@@ -513,8 +526,8 @@ async def _send_together(
     await cursor.execute(together)
     for _ in range(skipped):
         cursor.nextset()
-    if cursor.nextset():  # as server-side binding refuses it, and the run rolls back
-        raise psycopg.errors.SyntaxError(
-            "cannot insert multiple commands into a prepared statement"
-        )
+    if cursor.nextset():
+        # Refused, as server-side binding refuses it, and by the server, so that the
+        # transaction is aborted as that leaves it: what the text ran never commits.
+        await conn.execute(_REFUSE_SEVERAL)
     return cursor

@@ -307,6 +307,8 @@ class DbSession:
                 self._conn = failed.conn  # finish() rolls it back and gives it back
                 raise failed.error from None
             self._conn = conn
+            if cursor is None:  # it could not go with BEGIN: it goes now, the run's own
+                cursor = await conn.execute(query, params)
             return cursor
 
 
