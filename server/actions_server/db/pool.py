@@ -247,9 +247,9 @@ class Database:
 
         That text is the simple query protocol's, so the statement's values are
         bound on the client as literals that psycopg quotes, as `send` binds the
-        settings'. Measured, one text costs about 40% less CPU than BEGIN and the
-        statement apart, and a psycopg pipeline more than either
-        (docs/performance.md). With nothing to send before it (a run outside a
+        settings'. Measured, one text costs about a quarter less CPU than BEGIN
+        and the statement apart, and a psycopg pipeline more than either
+        (benchmarks/db_path.py, docs/performance.md). With nothing to send before it (a run outside a
         transaction, without settings) the statement goes alone, as psycopg
         sends it. It is left to the caller when the statement has no values (its
         text may hold several statements), a float (a literal would be numeric)
