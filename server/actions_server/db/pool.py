@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import select
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -52,7 +51,18 @@ from ..errors import DatabaseUnavailable, ServerBusy
 from .adapters import configure
 from .dsn import describe_dsn
 from .health import Breaker, Readiness
-from .statements import Statement, bound, send, timeout_statement
+from .statements import (
+    BEGIN,
+    PING,
+    Statement,
+    StatementText,
+    quiet,
+    send,
+    send_together,
+    timeout_statement,
+    together,
+    without_text,
+)
 
 log = logging.getLogger("actions_server.db")
 
@@ -61,12 +71,6 @@ T = TypeVar("T")
 Connection = psycopg.AsyncConnection[dict[str, Any]]
 Cursor = psycopg.AsyncCursor[dict[str, Any]]
 Query = str | sql.Composed | sql.SQL
-_BEGIN = sql.SQL("BEGIN")
-_PING = sql.SQL("SELECT 1")
-_REFUSE_SEVERAL = sql.SQL(
-    "DO $$ BEGIN RAISE EXCEPTION 'cannot insert multiple commands into a prepared statement'"
-    " USING ERRCODE = 'syntax_error'; END $$"
-)
 
 # What a lost or overloaded database looks like to background loops: try again later.
 OUTAGE_ERRORS = (DatabaseUnavailable, psycopg.OperationalError, PoolTimeout)
@@ -77,10 +81,6 @@ DETACHED_POOL_SIZE = 4
 # and tells the breaker, whose prober then retries; the pool's own reconnection
 # would back off for seconds, refusing traffic after the database is back.
 RECONNECT_TIMEOUT_SECONDS = 0.0
-
-
-class _Stalled(Exception):
-    """The database accepted the work but did not answer in time."""
 
 
 class FirstStatementFailed(Exception):
@@ -249,9 +249,9 @@ class Database:
         bound on the client as literals that psycopg quotes, as `send` binds the
         settings'. Measured, one text costs about a quarter less CPU than BEGIN
         and the statement apart, and a psycopg pipeline more than either
-        (benchmarks/db_path.py, docs/performance.md). With nothing to send before it (a run outside a
-        transaction, without settings) the statement goes alone, as psycopg
-        sends it. It is left to the caller when the statement has no values (its
+        (benchmarks/db_path.py, docs/performance.md). With nothing to send before
+        it (a run outside a transaction, without settings) the statement goes
+        alone, as psycopg sends it. It is left to the caller when the statement has no values (its
         text may hold several statements), a float (a literal would be numeric)
         or a value only server-side binding takes (`%b`); when the run is outside
         a transaction but has settings (in one text, a failed statement would
@@ -265,14 +265,14 @@ class Database:
         return await self._acquire(pool, self._first(begin, setup), (query, params))
 
     def _first(self, begin: bool, setup: Sequence[Statement]) -> list[Statement]:
-        first: list[Statement] = [(_BEGIN, None), *self.run_setup] if begin else []
+        first: list[Statement] = [(BEGIN, None), *self.run_setup] if begin else []
         return first + list(setup)
 
     async def _acquire(
         self,
         pool: AsyncConnectionPool[Connection],
         first: Sequence[Statement],
-        statement: tuple[Query, Any] | None = None,
+        statement: StatementText | None = None,
     ) -> tuple[Connection, Cursor | None]:
         """A connection that ran `first`, then the run's first `statement` (whose
         cursor comes back), together in one round trip when they can be.
@@ -287,18 +287,15 @@ class Database:
         wait = self.acquire_timeout
         for _ in range(pool.max_size + 1):
             conn = await self._getconn(pool, wait)
-            if _quiet(conn):
+            if quiet(conn):
                 if statement is None and not first:
                     return conn, None
                 if statement is not None:
-                    together = _together(conn, first, statement)
-                    if together is not None:
-                        return conn, await self._send_once(conn, pool, first, together)
+                    text = together(conn, first, statement)
+                    if text is not None:
+                        return conn, await self._send_once(conn, pool, first, text)
             try:
-                await self._within(wait, send(conn, first or [(_PING, None)]), conn, pool)
-            except _Stalled:
-                self.mark_down(f"no answer to the first statement within {wait:g}s")
-                raise DatabaseUnavailable() from None
+                await self._within(wait, send(conn, first or [(PING, None)]), conn, pool)
             except psycopg.Error as exc:
                 await self.release(conn, pool)  # the pool discards a broken connection
                 if isinstance(exc, psycopg.OperationalError):
@@ -318,25 +315,22 @@ class Database:
         conn: Connection,
         pool: AsyncConnectionPool[Connection],
         first: Sequence[Statement],
-        together: sql.SQL | tuple[Query, Any],
+        text: sql.SQL | StatementText,
     ) -> Cursor:
         """The cursor of the run's first statement, sent with `first` as one text,
-        or alone (`together` is then the statement itself). Slow is not stalled:
+        or alone (`text` is then the statement itself). Slow is not stalled:
         past the acquire timeout it is waited for while the server answers its
         readiness check."""
         try:
             cursor = await self._within(
                 self.acquire_timeout,
-                _send_together(conn, len(first), together),
+                send_together(conn, len(first), text),
                 conn,
                 pool,
                 may_be_slow=True,
             )
-        except _Stalled:
-            self.mark_down(f"no answer to the first statement within {self.acquire_timeout:g}s")
-            raise DatabaseUnavailable() from None
         except psycopg.Error as exc:
-            raise FirstStatementFailed(conn, _without_text(exc)) from exc
+            raise FirstStatementFailed(conn, without_text(exc)) from exc
         except BaseException:
             if conn not in self._abandoned:  # _within gives it back when its work ends
                 await self.release(conn, pool)
@@ -387,9 +381,10 @@ class Database:
         *,
         may_be_slow: bool = False,
     ) -> T:
-        """Await `work`; if it has not ended within `seconds`, raise _Stalled at once
-        (`may_be_slow`: unless the server answers its readiness check; then the work
-        is slow, not stalled, and is awaited to its end).
+        """Await `work`; if it has not ended within `seconds`, mark the database down
+        and raise DatabaseUnavailable at once (`may_be_slow`: unless the server
+        answers its readiness check; then the work is slow, not stalled, and is
+        awaited to its end).
 
         A server that accepts connections but never answers (frozen, or behind a
         black hole) must not hold requests: psycopg, when cancelled, spends up to
@@ -422,7 +417,8 @@ class Database:
             task.remove_done_callback(wake)
         if not task.done():
             self._abandon(task, conn, pool)
-            raise _Stalled()
+            self.mark_down(f"no answer to the first statement within {seconds:g}s")
+            raise DatabaseUnavailable()
         return task.result()
 
     async def _answers(self) -> bool:
@@ -468,66 +464,3 @@ class Database:
         """Whether the database answers within `within` seconds, on readiness's own
         connection: a pool that is busy working is ready."""
         return await self.readiness.check(within)
-
-
-def _quiet(conn: Connection) -> bool:
-    """Whether nothing has arrived on `conn` since it went idle in the pool: a live
-    server sends nothing unasked, a stopping one its goodbye and the end of the
-    stream. A poll of the socket, no round trip."""
-    try:
-        socket = conn.pgconn.socket
-    except psycopg.Error:  # closed: sending finds that out
-        return False
-    poller = select.poll()
-    poller.register(socket, select.POLLIN)
-    return not poller.poll(0)
-
-
-def _without_text(exc: psycopg.Error) -> psycopg.Error:
-    """`exc` without the part of its message that quotes the text it was sent in
-    (`LINE 1: ...`, for an error at a position): that text holds the run's values
-    and settings as literals, which must not reach a log. The server's own
-    message stays."""
-    primary = exc.diag.message_primary
-    if primary and exc.diag.statement_position:
-        exc.args = (primary,)
-    return exc
-
-
-def _together(
-    conn: Connection, first: Sequence[Statement], statement: tuple[Query, Any]
-) -> sql.SQL | tuple[Query, Any] | None:
-    """What `_send_together` sends: the statement alone when `first` is empty, else
-    `first` (BEGIN and settings) and the statement as one text. None when they
-    cannot go together (Database.acquire_with says when); whatever the binder
-    refuses goes apart."""
-    if not first:
-        return statement
-    query, params = statement
-    if params is None or first[0][0] is not _BEGIN:
-        return None
-    values = params.values() if isinstance(params, Mapping) else params
-    if any(type(value) is float for value in values):
-        return None
-    try:
-        return bound(conn, [*first, (query, params)])
-    except Exception:
-        return None
-
-
-async def _send_together(
-    conn: Connection, skipped: int, together: sql.SQL | tuple[Query, Any]
-) -> Cursor:
-    """Send `together`; the cursor on the run's statement's result, past the
-    `skipped` results of what went before it in the same text."""
-    if not isinstance(together, sql.SQL):
-        return await conn.execute(*together)
-    cursor = conn.cursor()
-    await cursor.execute(together)
-    for _ in range(skipped):
-        cursor.nextset()
-    if cursor.nextset():
-        # Refused, as server-side binding refuses it, and by the server, so that the
-        # transaction is aborted as that leaves it: what the text ran never commits.
-        await conn.execute(_REFUSE_SEVERAL)
-    return cursor
