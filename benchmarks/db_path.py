@@ -17,7 +17,8 @@ defaults of db_bound.py's servers), in this one process on uvloop:
 Printed: runs/s and CPU µs per run (this process's user + system time), the
 median over rounds, and the ratios of bare's CPU to each case's; and, when the
 server runs on this machine, PostgreSQL's CPU µs per run (every `postgres`
-process's, from /proc). Run pinned to one CPU (`taskset -c 0`) for figures that
+process's, from /proc, counted in clock ticks per process: coarse, so it needs
+many runs, e.g. `--runs 12000`). Run pinned to one CPU (`taskset -c 0`) for figures that
 do not depend on the other core.
 """
 
@@ -66,12 +67,18 @@ def postgres_cpu_seconds() -> float | None:
     return total / os.sysconf("SC_CLK_TCK") if found else None
 
 
-async def bare(dsn: str) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+async def autocommit_pool(dsn: str) -> AsyncConnectionPool:
+    """The hand-written baseline's pool: autocommit, POOL connections, all open."""
     pool = AsyncConnectionPool(
         dsn, min_size=POOL, max_size=POOL, kwargs={"autocommit": True}, open=False
     )
     await pool.open()
     await pool.wait()
+    return pool
+
+
+async def bare(dsn: str) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    pool = await autocommit_pool(dsn)
 
     async def one() -> None:
         async with pool.connection() as conn:
@@ -85,11 +92,7 @@ async def by_hand(
     dsn: str, how: str
 ) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
     """A transactional read sent by psycopg as `how` says: apart, pipeline or text."""
-    pool = AsyncConnectionPool(
-        dsn, min_size=POOL, max_size=POOL, kwargs={"autocommit": True}, open=False
-    )
-    await pool.open()
-    await pool.wait()
+    pool = await autocommit_pool(dsn)
 
     async def one() -> None:
         async with pool.connection() as conn:
