@@ -229,7 +229,8 @@ class Database:
         round trip; with neither, nothing is sent. `jobs`: from the worker's pool,
         when it has one.
         """
-        conn, _ = await self._acquire(self.run_pool(jobs=jobs), self._first(begin, setup))
+        opening = self._opening_statements(begin, setup)
+        conn, _ = await self._acquire(self.run_pool(jobs=jobs), opening)
         return conn
 
     async def acquire_with(
@@ -262,9 +263,11 @@ class Database:
         connection, the run's now, to roll back.
         """
         pool = self.run_pool(jobs=jobs)
-        return await self._acquire(pool, self._first(begin, setup), (query, params))
+        return await self._acquire(pool, self._opening_statements(begin, setup), (query, params))
 
-    def _first(self, begin: bool, setup: Sequence[Statement]) -> list[Statement]:
+    def _opening_statements(self, begin: bool, setup: Sequence[Statement]) -> list[Statement]:
+        """What a run sends before its own first statement: BEGIN and the database's
+        run setup when it has a transaction, then its own `setup`."""
         first: list[Statement] = [(BEGIN, None), *self.run_setup] if begin else []
         return first + list(setup)
 
