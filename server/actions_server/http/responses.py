@@ -15,6 +15,7 @@ from ..errors import ActionError, InternalError
 from ..jsonutil import dumps
 from ..response import Cookie
 from .errors import error_json, from_aiohttp
+from .whole import WholeResponse
 
 log = logging.getLogger("actions_server.http")
 
@@ -23,17 +24,17 @@ JSON = "application/json"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
-def json_response(data: Any, status: int, trace_id: str) -> web.Response:
+def json_response(data: Any, status: int, trace_id: str) -> WholeResponse:
     headers = {"Content-Type": JSON, TRACE_HEADER: trace_id}
-    return web.Response(body=dumps(data), status=status, headers=headers)
+    return WholeResponse(body=dumps(data), status=status, headers=headers)
 
 
-def error_response(error: ActionError, trace_id: str) -> web.Response:
+def error_response(error: ActionError, trace_id: str) -> WholeResponse:
     headers = {"Content-Type": JSON, TRACE_HEADER: trace_id, **error.headers}
-    return web.Response(body=error_json(error, trace_id), status=error.status, headers=headers)
+    return WholeResponse(body=error_json(error, trace_id), status=error.status, headers=headers)
 
 
-def failure_response(exc: Exception, trace_id: str, what: str) -> web.Response:
+def failure_response(exc: Exception, trace_id: str, what: str) -> WholeResponse:
     """The answer to an exception nothing answered: aiohttp's own refusals keep
     their 4xx status; anything else is a 500, its traceback logged once as `what`."""
     if isinstance(exc, ActionError):
@@ -49,15 +50,15 @@ def answer(result: Result, status: int, trace_id: str) -> web.StreamResponse:
     replayed = result.replayed
     if replayed is not None:
         headers = {**replayed.headers, TRACE_HEADER: trace_id, REPLAYED_HEADER: "true"}
-        return web.Response(body=replayed.body, status=replayed.status, headers=headers)
+        return WholeResponse(body=replayed.body, status=replayed.status, headers=headers)
     response = result.response
     if response is None and not result.cookies:  # the common case: plain JSON
         if result.output is None:
-            return web.Response(
+            return WholeResponse(
                 status=204 if status == 200 else status, headers={TRACE_HEADER: trace_id}
             )
         headers = {"Content-Type": JSON, TRACE_HEADER: trace_id}
-        return web.Response(body=result.json, status=status, headers=headers)
+        return WholeResponse(body=result.json, status=status, headers=headers)
     final = answer_status(response, result.output, status)
     headers = {TRACE_HEADER: trace_id}
     body: Any = None
@@ -69,7 +70,7 @@ def answer(result: Result, status: int, trace_id: str) -> web.StreamResponse:
         headers["Content-Type"] = JSON
     if response is not None:
         headers.update(response.headers)
-    sent = web.Response(body=body, status=final, headers=headers)
+    sent = WholeResponse(body=body, status=final, headers=headers)
     for cookie in (*result.cookies, *(response.cookies if response is not None else ())):
         set_cookie(sent, cookie)
     return sent
