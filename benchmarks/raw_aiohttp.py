@@ -1,10 +1,12 @@
 """The baselines of benchmarks/http_overhead.py: the same two endpoints in plain aiohttp.
 
-    python raw_aiohttp.py PORT [app|server]
+    python raw_aiohttp.py PORT [app|server|whole]
 
 `app` (the default) is the usual `web.Application` with its router; `server`
 is aiohttp's low-level `web.Server` with one handler that branches on the path,
-which is what actions-server builds on. Both use uvloop, as actions-server does.
+which is what actions-server builds on. `whole` is `server` answering with
+actions-server's `WholeResponse` instead of `web.Response`
+(benchmarks/response_path.py). All use uvloop, as actions-server does.
 """
 
 from __future__ import annotations
@@ -17,10 +19,21 @@ import uvloop
 from aiohttp import web
 
 HELLO = {"message": "Hello, world!"}
+HELLO_BODY = json.dumps(HELLO).encode()
+JSON = {"Content-Type": "application/json"}
 
 
 async def hello(request: web.BaseRequest) -> web.Response:
     return web.json_response(HELLO)
+
+
+def whole_server() -> web.Server:
+    from actions_server.http.whole import WholeResponse
+
+    async def hello_whole(request: web.BaseRequest) -> web.Response:
+        return WholeResponse(body=HELLO_BODY, headers=JSON)
+
+    return web.Server(hello_whole)
 
 
 async def echo(request: web.BaseRequest) -> web.Response:
@@ -39,6 +52,8 @@ async def serve(port: int, kind: str) -> None:
     runner: web.BaseRunner
     if kind == "server":
         runner = web.ServerRunner(web.Server(low_level))
+    elif kind == "whole":
+        runner = web.ServerRunner(whole_server())
     else:
         app = web.Application()
         app.router.add_get("/hello", hello)

@@ -12,12 +12,14 @@ aiohttp (cookies, a hand-set Content-Length, a header with a line break).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from multidict import CIMultiDict
 
 from actions_server.http.whole import WholeResponse
@@ -149,5 +151,50 @@ async def test_a_web_application_still_fires_on_response_prepare() -> None:
         )
         assert b"\r\nX-Prepared: yes\r\n" in got
         assert got.endswith(b"\r\n\r\n{}")
+    finally:
+        await runner.cleanup()
+
+
+class _Recorder(AbstractAccessLogger):
+    """aiohttp logs a request's access once its answer is wholly handed over."""
+
+    done: ClassVar[list[str]] = []
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.done.append(request.path)
+
+
+@pytest.mark.parametrize("kind", ["aiohttp", "whole"])
+async def test_a_big_answer_waits_for_a_slow_reader(kind: str) -> None:
+    """Like aiohttp's write_eof, the answer is not done while the client does not read:
+    a slow reader holds its own connection, not the server's memory."""
+    body = b"x" * (48 * 1024 * 1024)  # well over the kernel's socket buffers
+
+    async def big(request: web.BaseRequest) -> web.StreamResponse:
+        return (WholeResponse if kind == "whole" else web.Response)(body=body)
+
+    _Recorder.done.clear()
+    server = web.Server(big, access_log_class=_Recorder, access_log=logging.getLogger("t"))
+    runner = web.ServerRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        listening = site._server
+        assert isinstance(listening, asyncio.Server)
+        port = listening.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        await asyncio.sleep(1)
+        assert _Recorder.done == []  # still sending
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert f"Content-Length: {len(body)}".encode() in head
+        assert await reader.readexactly(len(body)) == body
+        for _ in range(50):
+            if _Recorder.done:
+                break
+            await asyncio.sleep(0.05)
+        assert _Recorder.done == ["/big"]
+        writer.close()
     finally:
         await runner.cleanup()

@@ -12,11 +12,12 @@ For the answers most requests get (a body of bytes or none, no cookies, no
 compression, no chunking, no `Content-Length` or `Transfer-Encoding` set by hand,
 on aiohttp's low-level server), `WholeResponse` adds the headers aiohttp would
 add (`Content-Length`, `Date`, `Server`, `Connection`), serialises them with
-aiohttp's own serialiser (which refuses CR and LF, as it does for aiohttp) and
-writes head and body to the transport at once. Anything else goes aiohttp's way,
-unchanged. `tests/integration/test_whole_response.py` compares the bytes on the
-wire with aiohttp's for each case (HTTP/1.0 and 1.1, keep-alive and close, HEAD,
-204, 304, a forced close, multi-valued headers).
+aiohttp's own serialiser (which refuses control characters, as it does for
+aiohttp), writes head and body to the transport at once, and waits for a full
+transport to drain, as aiohttp's `write_eof` does. Anything else goes aiohttp's
+way, unchanged. `tests/integration/test_whole_response.py` compares the bytes on
+the wire with aiohttp's for each case (HTTP/1.0 and 1.1, keep-alive and close,
+HEAD, 204, 304, a forced close, multi-valued headers), and a slow reader's hold.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class WholeResponse(web.Response):
         if self._eof_sent or self._payload_writer is not None or not self._simple(request):
             return await super().prepare(request)
         self._send_whole(request)
+        # As aiohttp's write_eof does: a client that reads slowly holds this
+        # request (and the next on its connection) until the transport drains,
+        # rather than letting answers pile up in its buffer.
+        await request.writer.drain()
         return None
 
     def _simple(self, request: web.BaseRequest) -> bool:
