@@ -64,15 +64,32 @@ REQUESTS = {
     "GET 1.0 keep-alive": b"GET /{} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
     "HEAD 1.1": b"HEAD /{} HTTP/1.1\r\nHost: t\r\n\r\n",
     "POST 1.1": b"POST /{} HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}",
+    "POST 1.1, body unread, pipelined": (
+        b"POST /{} HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"
+        b"GET /json/aiohttp HTTP/1.1\r\nHost: t\r\n\r\n"
+    ),
 }
 
+# The cases WholeResponse leaves to aiohttp; every other one it must send itself.
+AIOHTTPS_WAY = {"cookie (aiohttp's way)", "own Content-Length (aiohttp's way)"}
+
 PROBE = b"GET /json/aiohttp HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+class _Watched(WholeResponse):
+    """A WholeResponse that notes each answer it sent by its own path."""
+
+    sent_whole: ClassVar[list[str]] = []
+
+    def _send_whole(self, request: web.BaseRequest) -> int:
+        self.sent_whole.append(request.path)
+        return super()._send_whole(request)
 
 
 async def answer(request: web.BaseRequest) -> web.StreamResponse:
     name, kind = request.path.lstrip("/").rsplit("/", 1)
     status, headers, body, then = CASES[name.replace("_", " ")]
-    made = (WholeResponse if kind == "whole" else web.Response)(
+    made = (_Watched if kind == "whole" else web.Response)(
         status=status, headers=CIMultiDict(headers), body=body
     )
     if then is not None:
@@ -93,24 +110,28 @@ async def port() -> AsyncIterator[int]:
 
 
 async def wire(port: int, request: bytes) -> tuple[bytes, bool]:
-    """The bytes of one answer (Date blanked), and whether a next request is answered."""
+    """The bytes of the answers to `request`'s requests (Date blanked), and whether
+    a next request on the connection is answered."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    got = b""
     try:
         writer.write(request)
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        except asyncio.IncompleteReadError as exc:  # closed without a (whole) answer
-            return exc.partial, False
-        length = re.search(rb"\r\nContent-Length: (\d+)\r\n", head)
-        body = b""
-        if length is not None and not request.startswith(b"HEAD"):
-            body = await asyncio.wait_for(reader.readexactly(int(length.group(1))), 5)
+        for _ in range(request.count(b" HTTP/1.")):
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            except asyncio.IncompleteReadError as exc:  # closed without a (whole) answer
+                return got + exc.partial, False
+            length = re.search(rb"\r\nContent-Length: (\d+)\r\n", head)
+            body = b""
+            if length is not None and not request.startswith(b"HEAD"):
+                body = await asyncio.wait_for(reader.readexactly(int(length.group(1))), 5)
+            got += re.sub(rb"\r\nDate: [^\r]+", b"\r\nDate: -", head) + body
         try:
             writer.write(PROBE)
             more = await asyncio.wait_for(reader.read(64), 5)
         except ConnectionError:
             more = b""
-        return re.sub(rb"\r\nDate: [^\r]+", b"\r\nDate: -", head) + body, bool(more)
+        return got, bool(more)
     finally:
         writer.close()
 
@@ -123,8 +144,11 @@ async def test_whole_response_sends_what_aiohttp_sends(
     path = case.replace(" ", "_")
     template = REQUESTS[request_kind]
     theirs = await wire(port, template.replace(b"{}", f"{path}/aiohttp".encode(), 1))
+    _Watched.sent_whole.clear()
     ours = await wire(port, template.replace(b"{}", f"{path}/whole".encode(), 1))
     assert ours == theirs
+    taken = [f"/{path}/whole"] if case not in AIOHTTPS_WAY else []
+    assert _Watched.sent_whole == taken  # the comparison was of WholeResponse's own path
 
 
 async def test_a_web_application_still_fires_on_response_prepare() -> None:
@@ -161,7 +185,7 @@ class _Recorder(AbstractAccessLogger):
     done: ClassVar[list[str]] = []
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.done.append(request.path)
+        self.done.append(f"{request.path} {response.body_length}")
 
 
 @pytest.mark.parametrize("kind", ["aiohttp", "whole"])
@@ -194,7 +218,34 @@ async def test_a_big_answer_waits_for_a_slow_reader(kind: str) -> None:
             if _Recorder.done:
                 break
             await asyncio.sleep(0.05)
-        assert _Recorder.done == ["/big"]
+        assert _Recorder.done == [f"/big {len(head) + len(body)}"]  # the head counts too
         writer.close()
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_error_after_prepare_sends_no_second_answer() -> None:
+    """A handler that prepares a WholeResponse itself and then fails: the answer is
+    out, so aiohttp closes the connection rather than send a 500 after it (which
+    a pipelining client would take for its next request's answer)."""
+
+    async def prepared_then_failed(request: web.BaseRequest) -> web.StreamResponse:
+        await WholeResponse(body=b"first", headers=JSON).prepare(request)
+        raise RuntimeError("after prepare")
+
+    runner = web.ServerRunner(web.Server(prepared_then_failed))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        server = site._server
+        assert isinstance(server, asyncio.Server)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+        writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        got = await asyncio.wait_for(reader.read(), 5)  # up to the server's close
+        writer.close()
+        assert got.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert got.endswith(b"\r\n\r\nfirst")
+        assert got.count(b"HTTP/1.1") == 1
     finally:
         await runner.cleanup()
