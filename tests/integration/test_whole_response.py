@@ -15,6 +15,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 import pytest
@@ -97,16 +98,21 @@ async def answer(request: web.BaseRequest) -> web.StreamResponse:
     return made
 
 
+@asynccontextmanager
+async def listening(runner: web.BaseRunner) -> AsyncIterator[int]:
+    """`runner` served on 127.0.0.1 until the block ends; its port."""
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture(scope="module")
 async def port() -> AsyncIterator[int]:
-    runner = web.ServerRunner(web.Server(answer, handler_cancellation=True))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.Server)
-    yield server.sockets[0].getsockname()[1]
-    await runner.cleanup()
+    async with listening(web.ServerRunner(web.Server(answer, handler_cancellation=True))) as port:
+        yield port
 
 
 async def wire(port: int, request: bytes) -> tuple[bytes, bool]:
@@ -163,20 +169,10 @@ async def test_a_web_application_still_fires_on_response_prepare() -> None:
     app = web.Application()
     app.router.add_get("/hello", hello)
     app.on_response_prepare.append(stamp)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        got, _ = await wire(
-            server.sockets[0].getsockname()[1], REQUESTS["GET 1.1"].replace(b"{}", b"hello")
-        )
-        assert b"\r\nX-Prepared: yes\r\n" in got
-        assert got.endswith(b"\r\n\r\n{}")
-    finally:
-        await runner.cleanup()
+    async with listening(web.AppRunner(app)) as port:
+        got, _ = await wire(port, REQUESTS["GET 1.1"].replace(b"{}", b"hello"))
+    assert b"\r\nX-Prepared: yes\r\n" in got
+    assert got.endswith(b"\r\n\r\n{}")
 
 
 class _Recorder(AbstractAccessLogger):
@@ -199,14 +195,7 @@ async def test_a_big_answer_waits_for_a_slow_reader(kind: str) -> None:
 
     _Recorder.done.clear()
     server = web.Server(big, access_log_class=_Recorder, access_log=logging.getLogger("t"))
-    runner = web.ServerRunner(server)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        listening = site._server
-        assert isinstance(listening, asyncio.Server)
-        port = listening.sockets[0].getsockname()[1]
+    async with listening(web.ServerRunner(server)) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
         await asyncio.sleep(1)
@@ -220,8 +209,6 @@ async def test_a_big_answer_waits_for_a_slow_reader(kind: str) -> None:
             await asyncio.sleep(0.05)
         assert _Recorder.done == [f"/big {len(head) + len(body)}"]  # the head counts too
         writer.close()
-    finally:
-        await runner.cleanup()
 
 
 async def test_an_error_after_prepare_sends_no_second_answer() -> None:
@@ -233,19 +220,11 @@ async def test_an_error_after_prepare_sends_no_second_answer() -> None:
         await WholeResponse(body=b"first", headers=JSON).prepare(request)
         raise RuntimeError("after prepare")
 
-    runner = web.ServerRunner(web.Server(prepared_then_failed))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+    async with listening(web.ServerRunner(web.Server(prepared_then_failed))) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
         got = await asyncio.wait_for(reader.read(), 5)  # up to the server's close
         writer.close()
-        assert got.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert got.endswith(b"\r\n\r\nfirst")
-        assert got.count(b"HTTP/1.1") == 1
-    finally:
-        await runner.cleanup()
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert got.endswith(b"\r\n\r\nfirst")
+    assert got.count(b"HTTP/1.1") == 1
