@@ -32,7 +32,7 @@ from aiohttp.http_writer import StreamWriter
 from aiohttp.test_utils import make_mocked_request
 
 from actions_server.http.whole import WholeResponse
-from http_overhead import HERE, Request, cpu_seconds, free_port, start_server, wrk
+from http_overhead import HERE, Request, Sample, free_port, sample, start_server, wrk
 
 BODY = b'{"message": "Hello, world!"}'
 HEADERS = {"Content-Type": "application/json", "x-trace-id": "0123456789abcdef"}
@@ -45,14 +45,13 @@ def over_sockets(rounds: int, seconds: float) -> None:
             port = free_port()
             command = [sys.executable, str(HERE / "raw_aiohttp.py"), str(port), kind]
             servers[kind] = (start_server(command, HERE, port), port)
-        samples: dict[str, list[tuple[float, float]]] = {kind: [] for kind in servers}
+        samples: dict[str, list[Sample]] = {kind: [] for kind in servers}
         for round_ in range(rounds + 1):  # the first round warms up
             for kind, (process, port) in servers.items():
-                before = cpu_seconds(process.pid)
-                load = wrk(f"http://127.0.0.1:{port}", Request("GET", "/hello"), seconds, 32)
-                cpu = (cpu_seconds(process.pid) - before) / load.requests * 1e6
+                base = f"http://127.0.0.1:{port}"
+                got = sample(wrk, process.pid, base, Request("GET", "/hello"), seconds, 32)
                 if round_:
-                    samples[kind].append((load.requests / load.seconds, cpu))
+                    samples[kind].append(got)
     finally:
         for process, _ in servers.values():
             process.send_signal(signal.SIGTERM)
@@ -60,12 +59,12 @@ def over_sockets(rounds: int, seconds: float) -> None:
     print(f"{'server':<30} {'req/s':>8} {'CPU µs/req':>11}")
     label = {"server": "web.Server + web.Response", "whole": "web.Server + WholeResponse"}
     for kind, rows in samples.items():
-        rps = statistics.median(r for r, _ in rows)
-        cpu = statistics.median(c for _, c in rows)
+        rps = statistics.median(r.requests_per_second for r in rows)
+        cpu = statistics.median(r.cpu_us_per_request for r in rows)
         print(f"{label[kind]:<30} {rps:>8.0f} {cpu:>11.1f}")
     pairs = list(zip(samples["whole"], samples["server"], strict=True))
-    throughput = statistics.median(w[0] / s[0] for w, s in pairs)
-    cpu_ratio = statistics.median(s[1] / w[1] for w, s in pairs)
+    throughput = statistics.median(w.requests_per_second / s.requests_per_second for w, s in pairs)
+    cpu_ratio = statistics.median(s.cpu_us_per_request / w.cpu_us_per_request for w, s in pairs)
     print(f"{'ratio (whole / aiohttp)':<30} {throughput:>8.2f} {cpu_ratio:>11.2f}")
 
 
